@@ -1,0 +1,57 @@
+/**
+ * Every close code cometsocket uses, in one place (PROTOCOL.md, "Close codes").
+ * 1000–1011 keep their WebSocket meaning; 4xxx mirror the HTTP status they go with.
+ * Codes marked "local" never travel on the wire: the client reports them in `close`.
+ */
+export const CloseCode = {
+  /** The application closed the socket. */
+  Normal: 1000,
+  /** The server is shutting down; reconnect later. */
+  GoingAway: 1001,
+  /** A batch was larger than the server's limit (WebSocket only, sent by `ws`). */
+  MessageTooBig: 1009,
+  /** The server hit an unexpected error. */
+  InternalError: 1011,
+  /** A frame could not be decoded or broke the protocol. */
+  BadFrame: 4400,
+  /** The `Origin` header is not allowed. */
+  ForbiddenOrigin: 4403,
+  /** The session id or resume token is unknown: the session is gone. */
+  UnknownSession: 4404,
+  /** No frame arrived within the heartbeat deadline. */
+  HeartbeatTimeout: 4408,
+  /** A second poll for the same session was refused. */
+  PollConflict: 4409,
+  /** A payload was larger than the server's limit. */
+  PayloadTooLarge: 4413,
+  /** The server is overloaded or at its session limit; retry after the delay it gives. */
+  Overloaded: 4429,
+  /** The peer stopped reading and its buffer passed the limit. */
+  BufferOverflow: 4507,
+  /** Local: the protocol version is not supported by the server. */
+  UnsupportedVersion: 4505,
+  /** Local: reconnection gave up (max attempts reached or `shouldRetry` said no). */
+  RetriesExhausted: 4100,
+  /** Local: no transport in the list is supported by this environment. */
+  NoTransport: 4101,
+} as const;
+
+export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
+
+/**
+ * The one retry decision: may a session or transport that ended with `code` be retried?
+ * Codes that mean "this client is wrong" (bad frames, oversize payloads, a forbidden origin)
+ * are fatal: retrying would fail the same way.
+ */
+export function isRetryable(code: number): boolean {
+  return !(
+    code === CloseCode.Normal ||
+    code === CloseCode.BadFrame ||
+    code === CloseCode.ForbiddenOrigin ||
+    code === CloseCode.PayloadTooLarge ||
+    code === CloseCode.MessageTooBig ||
+    code === CloseCode.UnsupportedVersion ||
+    code === CloseCode.RetriesExhausted ||
+    code === CloseCode.NoTransport
+  );
+}

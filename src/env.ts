@@ -1,0 +1,193 @@
+/**
+ * The environment the client runs in, injectable so that tests fake time and the network, and so
+ * the same client runs in a browser and in Node. Everything that touches a global lives here.
+ */
+
+/** The subset of the WebSocket API the client uses (browser `WebSocket` or the `ws` package). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** Result of an HTTP request: status 0 means the network failed or the request was aborted. */
+export interface HttpResult {
+  status: number;
+  body: string;
+  /** Value of the Retry-After header, when present. */
+  retryAfter: string | null;
+}
+
+/** Starts an HTTP request; returns a function that aborts it (after which `done` is not called). */
+export type HttpRequest = (
+  method: 'GET' | 'POST',
+  url: string,
+  body: string | null,
+  timeoutMs: number,
+  done: (r: HttpResult) => void,
+) => () => void;
+
+export interface Env {
+  /** Wall clock, ms. */
+  now(): number;
+  /** A number in [0, 1). */
+  random(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+  /** WebSocket constructor, or undefined when there is none. */
+  WebSocket: WebSocketConstructor | undefined;
+  /** HTTP requests, or undefined when neither XMLHttpRequest nor fetch exists. */
+  request: HttpRequest | undefined;
+  /**
+   * Calls `fn` when the page may have slept or come back online (visibilitychange, online,
+   * focus, pageshow); returns an unsubscribe function. A no-op outside browsers.
+   */
+  onWake(fn: () => void): () => void;
+}
+
+// Globals are read through this so the IIFE works in any host (window, worker, Node).
+const g: Record<string, unknown> =
+  typeof globalThis !== 'undefined'
+    ? (globalThis as unknown as Record<string, unknown>)
+    : typeof self !== 'undefined'
+      ? (self as unknown as Record<string, unknown>)
+      : {};
+
+interface XhrLike {
+  open(method: string, url: string): void;
+  send(body: string | null): void;
+  abort(): void;
+  setRequestHeader(name: string, value: string): void;
+  getResponseHeader(name: string): string | null;
+  onreadystatechange: (() => void) | null;
+  readyState: number;
+  status: number;
+  responseText: string;
+  timeout: number;
+}
+
+function xhrRequest(Xhr: new () => XhrLike): HttpRequest {
+  return (method, url, body, timeoutMs, done) => {
+    const x = new Xhr();
+    let finished = false;
+    const finish = (r: HttpResult): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      done(r);
+    };
+    // A timer of our own: XHR's `timeout` is not honoured by every engine for every state.
+    const timer = setTimeout(() => {
+      finish({ status: 0, body: '', retryAfter: null });
+      x.abort();
+    }, timeoutMs);
+    x.open(method, url);
+    // text/plain keeps the request "simple": no CORS preflight.
+    if (body !== null) x.setRequestHeader('Content-Type', 'text/plain;charset=UTF-8');
+    x.onreadystatechange = () => {
+      if (x.readyState !== 4) return;
+      let ra: string | null = null;
+      try {
+        ra = x.getResponseHeader('Retry-After');
+      } catch {
+        /* some engines throw on cross-origin headers */
+      }
+      finish({ status: x.status, body: x.responseText || '', retryAfter: ra });
+    };
+    x.send(body);
+    return () => {
+      finished = true;
+      clearTimeout(timer);
+      x.onreadystatechange = null;
+      x.abort();
+    };
+  };
+}
+
+type FetchLike = (
+  url: string,
+  init: { method: string; body: string | null; headers: Record<string, string>; signal?: unknown },
+) => Promise<{ status: number; text(): Promise<string>; headers: { get(n: string): string | null } }>;
+
+function fetchRequest(f: FetchLike): HttpRequest {
+  return (method, url, body, timeoutMs, done) => {
+    const Ctl = g.AbortController as (new () => { signal: unknown; abort(): void }) | undefined;
+    const ctl = Ctl ? new Ctl() : undefined;
+    let finished = false;
+    const finish = (r: HttpResult): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      done(r);
+    };
+    const timer = setTimeout(() => {
+      finish({ status: 0, body: '', retryAfter: null });
+      if (ctl) ctl.abort();
+    }, timeoutMs);
+    f(url, {
+      method,
+      body,
+      headers: body !== null ? { 'Content-Type': 'text/plain;charset=UTF-8' } : {},
+      signal: ctl && ctl.signal,
+    }).then(
+      (res) =>
+        res.text().then(
+          (text) => finish({ status: res.status, body: text, retryAfter: res.headers.get('Retry-After') }),
+          () => finish({ status: 0, body: '', retryAfter: null }),
+        ),
+      () => finish({ status: 0, body: '', retryAfter: null }),
+    );
+    return () => {
+      finished = true;
+      clearTimeout(timer);
+      if (ctl) ctl.abort();
+    };
+  };
+}
+
+/**
+ * The endpoint as an absolute http(s) URL: ws(s):// becomes http(s)://, a path is resolved
+ * against the page's location, a trailing slash is dropped.
+ */
+export function httpUrl(url: string): string {
+  url = url.replace(/^ws(s?):/i, 'http$1:').replace(/\/+$/, '');
+  const loc = g.location as { protocol: string; host: string } | undefined;
+  if (url.charAt(0) === '/' && loc) url = (url.charAt(1) === '/' ? loc.protocol : loc.protocol + '//' + loc.host) + url;
+  return url;
+}
+
+const WAKE_EVENTS = ['visibilitychange', 'online', 'focus', 'pageshow'];
+
+/** The environment read from the host's globals. */
+export function defaultEnv(): Env {
+  const Xhr = g.XMLHttpRequest as (new () => XhrLike) | undefined;
+  const f = g.fetch as FetchLike | undefined;
+  const doc = g.document as { addEventListener?: unknown; removeEventListener?: unknown } | undefined;
+  type Target = { addEventListener(t: string, fn: () => void): void; removeEventListener(t: string, fn: () => void): void };
+  const targets: Target[] = [];
+  if (typeof g.addEventListener === 'function') targets.push(g as unknown as Target);
+  if (doc && typeof doc.addEventListener === 'function') targets.push(doc as unknown as Target);
+  return {
+    now: () => Date.now(),
+    random: () => Math.random(),
+    setTimeout: (fn, ms) => setTimeout(fn, ms),
+    clearTimeout: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
+    WebSocket: g.WebSocket as WebSocketConstructor | undefined,
+    request: Xhr ? xhrRequest(Xhr) : f ? fetchRequest(f.bind(g) as FetchLike) : undefined,
+    onWake(fn) {
+      for (let i = 0; i < targets.length; i++)
+        for (let j = 0; j < WAKE_EVENTS.length; j++) targets[i].addEventListener(WAKE_EVENTS[j], fn);
+      return () => {
+        for (let i = 0; i < targets.length; i++)
+          for (let j = 0; j < WAKE_EVENTS.length; j++) targets[i].removeEventListener(WAKE_EVENTS[j], fn);
+      };
+    },
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * The codec: the one frame encoding every transport carries (PROTOCOL.md, "Frames").
+ * A frame is a JSON object on one line; a batch is frames joined by "\n".
+ * JSON.stringify never emits a raw newline, so "\n" is a safe separator.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Limits a server announces in its open frame. */
+export interface Limits {
+  /** Largest payload (`d`) of one data frame, in bytes of its encoded form. */
+  payload: number;
+  /** Largest batch a client may send in one request or message, in bytes. */
+  batch: number;
+  /** Most unacknowledged messages the server keeps for one session. */
+  buffer: number;
+}
+
+/** Server → client, first frame on every transport: the session is open (or resumed). */
+export interface OpenFrame {
+  t: 'o';
+  /** Protocol version. */
+  v: number;
+  /** Session id: 128-bit random, base64url. */
+  sid: string;
+  /** Resume token: 128-bit random, base64url; required to attach a transport to the session. */
+  tok: string;
+  /** Heartbeat interval, ms: the server pings this often. */
+  hb: number;
+  /** Heartbeat timeout, ms: a peer silent for hb + hto is dead. */
+  hto: number;
+  /** Highest sequence number the server has received from the client (0 on a new session). */
+  ack: number;
+  /** 1 when an existing session was resumed. */
+  r?: 1;
+  /** The server's limits. */
+  lim: Limits;
+}
+
+/** Either direction: one application message. */
+export interface DataFrame {
+  t: 'd';
+  /** Sequence number: 1 for the first message of the session in this direction, then +1. */
+  s: number;
+  /** Payload: the string, or the base64 of the bytes when `b` is 1. */
+  d: string;
+  /** 1 when `d` is base64-encoded binary. */
+  b?: 1;
+}
+
+/** Either direction: cumulative acknowledgement of every data frame up to and including `a`. */
+export interface AckFrame {
+  t: 'a';
+  a: number;
+}
+
+/** Server → client: heartbeat. The client answers with a pong. */
+export interface PingFrame {
+  t: 'p';
+}
+
+/** Client → server: heartbeat answer. */
+export interface PongFrame {
+  t: 'P';
+}
+
+/** Either direction: the session ends. */
+export interface CloseFrame {
+  t: 'c';
+  /** Close code (PROTOCOL.md, "Close codes"). */
+  c: number;
+  /** Human-readable reason, at most 123 bytes. */
+  r: string;
+  /** Server → client, on 4429: retry after this many ms. */
+  ra?: number;
+}
+
+export type Frame = OpenFrame | DataFrame | AckFrame | PingFrame | PongFrame | CloseFrame;
+
+/** A frame that could not be decoded; carries the close code it causes. */
+export class FrameError extends Error {
+  readonly code = 4400;
+  constructor(message: string) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+export function encodeFrame(frame: Frame): string {
+  return JSON.stringify(frame);
+}
+
+export function encodeBatch(frames: readonly Frame[]): string {
+  let out = '';
+  for (let i = 0; i < frames.length; i++) out += (i ? '\n' : '') + JSON.stringify(frames[i]);
+  return out;
+}
+
+function isSeq(n: unknown): n is number {
+  return typeof n === 'number' && n >= 0 && n <= 9007199254740991 && Math.floor(n) === n;
+}
+
+/** Decode and validate one frame. Throws FrameError on anything malformed. */
+export function decodeFrame(line: string): Frame {
+  let f: unknown;
+  try {
+    f = JSON.parse(line);
+  } catch {
+    throw new FrameError('frame is not JSON');
+  }
+  if (typeof f !== 'object' || f === null) throw new FrameError('frame is not an object');
+  const o = f as Record<string, unknown>;
+  switch (o.t) {
+    case 'd':
+      if (!isSeq(o.s) || o.s < 1) throw new FrameError('data frame needs a sequence number');
+      if (typeof o.d !== 'string') throw new FrameError('data frame needs a string payload');
+      if (o.b !== undefined && o.b !== 1) throw new FrameError('data frame flag b must be 1');
+      return o as unknown as DataFrame;
+    case 'a':
+      if (!isSeq(o.a)) throw new FrameError('ack frame needs a sequence number');
+      return o as unknown as AckFrame;
+    case 'p':
+    case 'P':
+      return o as unknown as PingFrame | PongFrame;
+    case 'c':
+      if (!isSeq(o.c) || o.c > 4999) throw new FrameError('close frame needs a code');
+      if (typeof o.r !== 'string') throw new FrameError('close frame needs a reason');
+      return o as unknown as CloseFrame;
+    case 'o': {
+      const l = o.lim as Record<string, unknown> | undefined;
+      if (
+        !isSeq(o.v) ||
+        typeof o.sid !== 'string' ||
+        typeof o.tok !== 'string' ||
+        !isSeq(o.hb) ||
+        !isSeq(o.hto) ||
+        !isSeq(o.ack) ||
+        typeof l !== 'object' ||
+        l === null ||
+        !isSeq(l.payload) ||
+        !isSeq(l.batch) ||
+        !isSeq(l.buffer)
+      ) {
+        throw new FrameError('malformed open frame');
+      }
+      return o as unknown as OpenFrame;
+    }
+    default:
+      throw new FrameError('unknown frame type');
+  }
+}
+
+/** Decode a batch. An empty batch (e.g. an empty poll response) decodes to no frames. */
+export function decodeBatch(text: string): Frame[] {
+  const out: Frame[] = [];
+  if (!text) return out;
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) if (lines[i]) out.push(decodeFrame(lines[i]));
+  return out;
+}

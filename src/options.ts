@@ -1,0 +1,133 @@
+/** The socket's options, their defaults, and the event map. */
+import type { Env, WebSocketConstructor } from './env';
+import type { Transport } from '../transports/types';
+
+/** Why the socket (or one connection of it) closed. */
+export interface CloseInfo {
+  /** Close code (PROTOCOL.md, "Close codes"). */
+  code: number;
+  reason: string;
+  /** True when the session ended by a close handshake (either side called close). */
+  wasClean: boolean;
+}
+
+export interface ReconnectingInfo {
+  /** 1 for the first attempt after a failure. */
+  attempt: number;
+  /** Milliseconds until the attempt. */
+  delay: number;
+  /** What ended the previous connection. */
+  code: number;
+  reason: string;
+}
+
+export interface SessionLostInfo {
+  /** Messages sent in the lost session that the server never acknowledged, oldest first. */
+  unacked: Array<string | ArrayBuffer>;
+  code: number;
+  reason: string;
+}
+
+export type SocketState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/** Events of a `Socket`, one line each. */
+export interface SocketEvents {
+  /** A session opened: the first time, and again after `session-lost`. */
+  open: [];
+  /** A message arrived: a string, or an ArrayBuffer when binary was sent. Exactly once, in order. */
+  message: [data: string | ArrayBuffer];
+  /** The transport carrying the session changed (its name). */
+  transport: [name: string];
+  /** The connection broke; a reconnect is scheduled. */
+  reconnecting: [info: ReconnectingInfo];
+  /** The session was resumed on a new connection; nothing was lost. */
+  resume: [];
+  /** The server no longer knows the session: here is what it never acknowledged. A new session follows. */
+  'session-lost': [info: SessionLostInfo];
+  /** The send buffer, full when `send()` returned false, has room again. */
+  drain: [];
+  /** The socket closed for good. */
+  close: [info: CloseInfo];
+}
+
+export interface SocketOptions {
+  /** Transports to try, best first. `connect()` defaults to every transport; `new Socket()` needs them. */
+  transports?: readonly Transport[];
+  /** Head start, ms, each candidate gets before the next one starts alongside. @default 250 */
+  headStart?: number;
+  /** A connection attempt that has not opened by then is abandoned, ms. @default 10000 */
+  connectTimeout?: number;
+  /** Timeout of HTTP requests the server answers at once (handshakes, POSTs), ms. @default 10000 */
+  requestTimeout?: number;
+  /** First reconnect window, ms (full jitter: the delay is random within the window). @default 500 */
+  backoffBase?: number;
+  /** Largest reconnect window, ms. @default 15000 */
+  backoffCap?: number;
+  /** Reconnect attempts before giving up with close code 4100. @default Infinity */
+  maxAttempts?: number;
+  /** Return false to stop reconnecting after this failure. @default always retry retryable codes */
+  shouldRetry?: (info: { code: number; reason: string; attempt: number }) => boolean;
+  /** Most messages `send()` keeps until acknowledged; beyond, it returns false. @default 4096 */
+  maxBufferedMessages?: number;
+  /** Most bytes `send()` keeps until acknowledged; beyond, it returns false. @default 4194304 */
+  maxBufferedBytes?: number;
+  /** Largest message before the server announces its own limit, bytes. @default 1048576 */
+  maxPayload?: number;
+  /** Delay before acknowledging received messages when nothing else is sent, ms. @default 50 */
+  ackDelay?: number;
+  /** Move to a better transport in the background when the session started on a fallback. @default true */
+  upgrade?: boolean;
+  /** WebSocket constructor to use (e.g. from the `ws` package under Node). @default globalThis.WebSocket */
+  WebSocket?: WebSocketConstructor;
+  /** Log each decision (negotiation, reconnects) with its reason: true for console.debug, or a function. */
+  debug?: boolean | ((message: string) => void);
+  /** Replace parts of the environment (clock, timers, network); for tests and unusual hosts. */
+  env?: Partial<Env>;
+}
+
+/** Options with every default applied. */
+export interface ResolvedOptions {
+  transports: readonly Transport[];
+  headStart: number;
+  connectTimeout: number;
+  requestTimeout: number;
+  backoffBase: number;
+  backoffCap: number;
+  maxAttempts: number;
+  shouldRetry: (info: { code: number; reason: string; attempt: number }) => boolean;
+  maxBufferedMessages: number;
+  maxBufferedBytes: number;
+  maxPayload: number;
+  ackDelay: number;
+  upgrade: boolean;
+  log: ((message: string) => void) | null;
+}
+
+function pick<T>(v: T | undefined, d: T): T {
+  return v === undefined ? d : v;
+}
+
+export function resolveOptions(o: SocketOptions): ResolvedOptions {
+  const debug = o.debug;
+  return {
+    transports: o.transports || [],
+    headStart: pick(o.headStart, 250),
+    connectTimeout: pick(o.connectTimeout, 10000),
+    requestTimeout: pick(o.requestTimeout, 10000),
+    backoffBase: pick(o.backoffBase, 500),
+    backoffCap: pick(o.backoffCap, 15000),
+    maxAttempts: pick(o.maxAttempts, Infinity),
+    shouldRetry: o.shouldRetry || (() => true),
+    maxBufferedMessages: pick(o.maxBufferedMessages, 4096),
+    maxBufferedBytes: pick(o.maxBufferedBytes, 4194304),
+    maxPayload: pick(o.maxPayload, 1048576),
+    ackDelay: pick(o.ackDelay, 50),
+    upgrade: pick(o.upgrade, true),
+    log:
+      typeof debug === 'function'
+        ? debug
+        : debug && typeof console !== 'undefined'
+          ? (m: string) => console.debug('[cometsocket] ' + m)
+          : null,
+  };
+}

@@ -1,0 +1,164 @@
+/**
+ * The session layer, shared by client and server so the two ends cannot disagree about order.
+ * Pure: no timers, no I/O. It numbers outgoing messages, keeps them until the peer acknowledges
+ * them (bounded by count and bytes), hands out what still has to be written on the current
+ * transport, rewinds on resume so lost frames are written again, and drops replays on receipt.
+ */
+import { encodeFrame, type DataFrame } from './frame';
+
+export interface SessionLimits {
+  /** Most unacknowledged outgoing messages kept. */
+  maxMessages: number;
+  /** Most unacknowledged outgoing bytes kept (UTF-8 of the encoded data frames). */
+  maxBytes: number;
+}
+
+/** What `receive` decided about an incoming data frame. */
+export const Receipt = {
+  /** In order: hand it to the application. */
+  Deliver: 0,
+  /** Already delivered (a replay): drop it. */
+  Duplicate: 1,
+  /** A sequence number was skipped: drop it and resynchronise the transport. */
+  Gap: 2,
+} as const;
+export type Receipt = (typeof Receipt)[keyof typeof Receipt];
+
+/** UTF-8 length of a string, without allocating. */
+export function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) {
+      // 2 bytes below U+0800, else 3; each half of a surrogate pair adds 1, so a pair is 4.
+      n += c < 0x800 || (c >= 0xd800 && c < 0xe000) ? 1 : 2;
+    }
+  }
+  return n;
+}
+
+interface Entry {
+  frame: DataFrame;
+  /** The frame encoded once, reused on every replay. */
+  line: string;
+  bytes: number;
+}
+
+export class Session {
+  /** Unacknowledged outgoing frames, ascending by sequence number. */
+  private out: Entry[] = [];
+  private outBytes = 0;
+  /** Sequence number of the last message pushed. */
+  private lastSeq = 0;
+  /** Highest sequence number written to the current transport. */
+  private written = 0;
+  /** Cumulative: highest sequence number received in order. */
+  private received = 0;
+  /** Highest acknowledgement told to the peer. */
+  private ackSent = 0;
+
+  constructor(readonly limits: SessionLimits) {}
+
+  /** Bytes (encoded data frames) pushed but not yet acknowledged. */
+  get bufferedBytes(): number {
+    return this.outBytes;
+  }
+
+  /** Messages pushed but not yet acknowledged. */
+  get bufferedCount(): number {
+    return this.out.length;
+  }
+
+  /** Highest sequence number received in order: what we acknowledge. */
+  get receivedSeq(): number {
+    return this.received;
+  }
+
+  /** Messages received but not yet acknowledged to the peer. */
+  get ackOwed(): number {
+    return this.received - this.ackSent;
+  }
+
+  /** Whether anything (data or an acknowledgement) is waiting to be written. */
+  get hasOutput(): boolean {
+    return this.lastSeq > this.written || this.received > this.ackSent;
+  }
+
+  /**
+   * Number an outgoing payload and keep it until acknowledged. Returns the encoded frame's size
+   * in bytes; -1 (keeping nothing) when the buffer has no room for it now; -2 when the encoded
+   * frame is larger than `maxFrame`.
+   */
+  push(d: string, binary?: boolean, maxFrame = Infinity): number {
+    const frame: DataFrame = binary ? { t: 'd', s: this.lastSeq + 1, d, b: 1 } : { t: 'd', s: this.lastSeq + 1, d };
+    const line = encodeFrame(frame);
+    const bytes = utf8Length(line);
+    if (bytes > maxFrame) return -2;
+    if (this.out.length >= this.limits.maxMessages || this.outBytes + bytes > this.limits.maxBytes) return -1;
+    this.lastSeq++;
+    this.out.push({ frame, line, bytes });
+    this.outBytes += bytes;
+    return bytes;
+  }
+
+  /**
+   * The peer has everything up to `n`: release it. Returns how many messages were released,
+   * or -1 when `n` acknowledges a message never sent (a protocol error).
+   */
+  acked(n: number): number {
+    if (n > this.lastSeq) return -1;
+    let k = 0;
+    while (k < this.out.length && this.out[k].frame.s <= n) this.outBytes -= this.out[k++].bytes;
+    if (k) this.out.splice(0, k);
+    if (this.written < n) this.written = n;
+    return k;
+  }
+
+  /**
+   * A transport (re)attached and the peer says it holds everything up to `peerAck`:
+   * release that and write the rest again. Returns false when `peerAck` is impossible.
+   */
+  resume(peerAck: number): boolean {
+    if (this.acked(peerAck) < 0) return false;
+    this.written = peerAck;
+    // Our own position travelled in the handshake (the client's query, the server's open frame).
+    this.ackSent = this.received;
+    return true;
+  }
+
+  /**
+   * The next batch to write on the current transport: an ack frame when one is owed, then the
+   * data frames not yet written, at most `maxBytes` in all (but always at least one frame).
+   * Marks them written. Returns '' when there is nothing to write.
+   */
+  take(maxBytes = Infinity): string {
+    let batch = '';
+    let bytes = 0;
+    if (this.received > this.ackSent) {
+      batch = encodeFrame({ t: 'a', a: this.received });
+      bytes = batch.length;
+      this.ackSent = this.received;
+    }
+    for (let i = this.out.length - (this.lastSeq - this.written); i < this.out.length; i++) {
+      const e = this.out[i];
+      if (batch && bytes + 1 + e.bytes > maxBytes) break;
+      batch += (batch ? '\n' : '') + e.line;
+      bytes += 1 + e.bytes;
+      this.written = e.frame.s;
+    }
+    return batch;
+  }
+
+  /** Decide what to do with an incoming data frame. */
+  receive(f: DataFrame): Receipt {
+    if (f.s <= this.received) return Receipt.Duplicate;
+    if (f.s !== this.received + 1) return Receipt.Gap;
+    this.received = f.s;
+    return Receipt.Deliver;
+  }
+
+  /** The unacknowledged outgoing messages, oldest first (handed back when a session is lost). */
+  unacked(): DataFrame[] {
+    return this.out.map((e) => e.frame);
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * Shared by the HTTP transports, client side: what an HTTP status means as a close code
+ * (PROTOCOL.md, "HTTP status codes"), and the POST half that every non-WebSocket transport uses
+ * to carry client frames: one request in flight, the socket's next batch waits for it.
+ */
+import type { Env, HttpResult } from '../src/env';
+import { endpoint, type TransportClose, type TransportHooks, type TransportSettings } from './types';
+
+const STATUS_CODES: Record<number, number> = {
+  400: 4400,
+  403: 4403,
+  404: 4404,
+  409: 4409,
+  413: 4413,
+  429: 4429,
+  503: 4429,
+};
+
+/** The close a failed HTTP request means. Status 0 is a network failure; 5xx and unknown statuses are transient. */
+export function httpClose(r: HttpResult, what: string): TransportClose {
+  const code = STATUS_CODES[r.status] || 1006;
+  const info: TransportClose = { code, reason: what + (r.status ? ' answered HTTP ' + r.status : ' failed') };
+  if (r.retryAfter) {
+    const secs = parseFloat(r.retryAfter);
+    if (secs >= 0) info.retryAfter = secs * 1000;
+  }
+  return info;
+}
+
+/** The POST half: sends one batch at a time to `${url}/${name}`. */
+export function poster(
+  name: string,
+  s: TransportSettings,
+  hooks: TransportHooks,
+  env: Env,
+  fail: (info: TransportClose) => void,
+): { readonly busy: boolean; send(batch: string): void; abort(): void } {
+  let abort: (() => void) | null = null;
+  return {
+    get busy() {
+      return abort !== null;
+    },
+    send(batch) {
+      abort = env.request!('POST', endpoint(s.url, name, hooks.query(false)), batch, s.requestTimeout, (r) => {
+        abort = null;
+        if (r.status >= 200 && r.status < 300) hooks.writable();
+        else fail(httpClose(r, 'POST'));
+      });
+    },
+    abort() {
+      if (abort) abort();
+      abort = null;
+    },
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * The client side of a transport: it moves encoded batches (PROTOCOL.md) over one mechanism and
+ * knows nothing of sequence numbers, acks or retries. The socket pulls: it writes one batch
+ * whenever the transport says it is writable, so batching and limits stay in the session layer.
+ */
+import type { Env } from '../src/env';
+
+/** Why a transport ended. `code` is a close code (PROTOCOL.md), `retryAfter` ms when the server asked. */
+export interface TransportClose {
+  code: number;
+  reason: string;
+  retryAfter?: number;
+}
+
+/** What the socket gives a transport it opens. */
+export interface TransportHooks {
+  /** Query string (without "?") for the next request: the handshake when `open` is true. */
+  query(open: boolean): string;
+  /** A batch arrived (possibly empty: an empty poll still proves the server is alive). */
+  data(batch: string): void;
+  /** The transport can take a batch now (it had said it could not). */
+  writable(): void;
+  /** The transport died. Never called after `close()`. */
+  closed(info: TransportClose): void;
+}
+
+/** One open transport. */
+export interface ClientTransport {
+  /** Whether `send` may be called now. */
+  readonly canSend: boolean;
+  /** Write one encoded batch. */
+  send(batch: string): void;
+  /** Stop at once, silently: no hook is called afterwards. */
+  close(): void;
+}
+
+/** Settings every transport receives. */
+export interface TransportSettings {
+  /** Endpoint URL, http(s), without query: e.g. https://example.com/rt */
+  url: string;
+  /** Timeout for a request the server answers at once (handshake, POST), ms. */
+  requestTimeout: number;
+  /** Timeout for a request the server may hold (a poll), ms. */
+  holdTimeout: number;
+}
+
+/** A transport as passed to `connect({ transports: [...] })`. */
+export interface Transport {
+  /** Its name on the wire and in `socket.transport`, e.g. "websocket". */
+  readonly name: string;
+  /** Whether this environment can run it. */
+  supported(env: Env): boolean;
+  open(settings: TransportSettings, hooks: TransportHooks, env: Env): ClientTransport;
+}
+
+/** Endpoint URL for a transport's requests: `${url}/${name}?${query}`. */
+export function endpoint(url: string, name: string, query: string): string {
+  return url + '/' + name + (query ? '?' + query : '');
+}

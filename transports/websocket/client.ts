@@ -1,0 +1,72 @@
+/** WebSocket transport, client side: one text message per batch. */
+import { CloseCode } from '../../src/close-codes';
+import type { Env } from '../../src/env';
+import { endpoint, type ClientTransport, type Transport, type TransportHooks, type TransportSettings } from '../types';
+
+/** Backpressure: stop taking batches while this much is queued in the browser. */
+const HIGH_WATER = 1 << 20;
+
+function open(s: TransportSettings, hooks: TransportHooks, env: Env): ClientTransport {
+  const url = endpoint(s.url.replace(/^http/, 'ws'), 'websocket', hooks.query(true));
+  const ws = new env.WebSocket!(url);
+  let done = false;
+  let opened = false;
+  let drainTimer: unknown;
+  const end = (code: number, reason: string): void => {
+    if (done) return;
+    done = true;
+    env.clearTimeout(drainTimer);
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try {
+      ws.close();
+    } catch {
+      /* already closing */
+    }
+    hooks.closed({ code, reason });
+  };
+  const waitDrain = (): void => {
+    drainTimer = env.setTimeout(() => {
+      if (done) return;
+      if (ws.bufferedAmount < HIGH_WATER) hooks.writable();
+      else waitDrain();
+    }, 50);
+  };
+  ws.onopen = () => {
+    opened = true;
+    hooks.writable();
+  };
+  ws.onmessage = (ev) => {
+    if (typeof ev.data === 'string') hooks.data(ev.data);
+    else end(CloseCode.BadFrame, 'binary message on a text protocol');
+  };
+  // 1006 = the connection failed or dropped without a close frame.
+  ws.onclose = (ev) => end(ev.code || 1006, ev.reason || (opened ? 'connection lost' : 'connection failed'));
+  ws.onerror = () => end(1006, opened ? 'connection error' : 'connection failed');
+  return {
+    get canSend() {
+      return !done && ws.readyState === 1 && ws.bufferedAmount < HIGH_WATER;
+    },
+    send(batch) {
+      ws.send(batch);
+      if (ws.bufferedAmount >= HIGH_WATER) waitDrain();
+    },
+    close() {
+      if (done) return;
+      done = true;
+      env.clearTimeout(drainTimer);
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000);
+      } catch {
+        /* not open yet */
+      }
+    },
+  };
+}
+
+/** The WebSocket transport: `connect(url, { transports: [webSocket] })`. */
+export const webSocket: Transport = {
+  name: 'websocket',
+  supported: (env) => typeof env.WebSocket === 'function',
+  open,
+};
