@@ -115,12 +115,21 @@ export class Session {
   }
 
   /**
+   * The peer holds everything up to `peerAck` (a poll said so): release that and write the rest
+   * again, since what was written after it was lost. Returns false when `peerAck` is impossible.
+   */
+  rewind(peerAck: number): boolean {
+    if (this.acked(peerAck) < 0) return false;
+    this.written = peerAck;
+    return true;
+  }
+
+  /**
    * A transport (re)attached and the peer says it holds everything up to `peerAck`:
    * release that and write the rest again. Returns false when `peerAck` is impossible.
    */
   resume(peerAck: number): boolean {
-    if (this.acked(peerAck) < 0) return false;
-    this.written = peerAck;
+    if (!this.rewind(peerAck)) return false;
     // Our own position travelled in the handshake (the client's query, the server's open frame).
     this.ackSent = this.received;
     return true;

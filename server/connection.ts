@@ -1,0 +1,254 @@
+/**
+ * One client session on the server: the shared session layer, the transport carrying it now,
+ * heartbeat and expiry. The application sees `send`, `close` and the `message`/`close` events;
+ * transports see the `LinkedConnection` half.
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { decodeFrame, encodeFrame, FrameError, PROTOCOL_VERSION } from '../src/frame';
+import { Receipt, Session, utf8Length } from '../src/session';
+import type { LinkedConnection, Refusal, ServerLink } from '../transports/server-types';
+import type { ResolvedServerOptions } from './options';
+
+/** Acknowledge at once when this many received messages are unacknowledged. */
+const ACK_EVERY = 32;
+const PING = encodeFrame({ t: 'p' });
+
+export interface ConnectionEvents {
+  /** A message from the client: a string, or a Buffer when binary was sent. Exactly once, in order. */
+  message: [data: string | Buffer];
+  /** The transport carrying the session changed (its name). */
+  transport: [name: string];
+  /** The session ended: the client or the server closed it, or it expired. */
+  close: [code: number, reason: string];
+}
+
+export type ConnectionState = 'open' | 'closing' | 'closed';
+
+export class Connection extends EventEmitter<ConnectionEvents> implements LinkedConnection {
+  /** 'closing' while a close frame waits for the client to collect it. */
+  state: ConnectionState = 'open';
+  link: ServerLink | null = null;
+  /** Headers of the request that opened the session. */
+  readonly headers: IncomingHttpHeaders;
+  readonly remoteAddress: string | undefined;
+  private readonly session: Session;
+  /** Control frames (open, ping) written before data. */
+  private ctrl: string[] = [];
+  private closeFrame = '';
+  private lastSeen = Date.now();
+  private lastPing = Date.now();
+  private since = 0;
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly token: string,
+    req: IncomingMessage,
+    private readonly o: ResolvedServerOptions,
+    private readonly onGone: (c: Connection) => void,
+  ) {
+    super();
+    this.headers = req.headers;
+    this.remoteAddress = req.socket.remoteAddress;
+    this.session = new Session({ maxMessages: o.maxBufferedMessages, maxBytes: o.maxBufferedBytes });
+  }
+
+  /** Name of the transport carrying the session now, or null while the client is away. */
+  get transport(): string | null {
+    return this.link ? this.link.name : null;
+  }
+
+  /** Bytes sent to the client and not yet acknowledged. */
+  get bufferedAmount(): number {
+    return this.session.bufferedBytes;
+  }
+
+  /**
+   * Send a message (string, Buffer, ArrayBuffer or typed array), delivered exactly once and in
+   * order while the session lives. Returns false when the session is closed. When the client
+   * stops reading and the buffer limit is reached, the session closes with 4507.
+   */
+  send(data: string | ArrayBuffer | ArrayBufferView): boolean {
+    if (this.state !== 'open') return false;
+    let d: string;
+    let binary = false;
+    if (typeof data === 'string') d = data;
+    else if (data instanceof ArrayBuffer) (d = Buffer.from(data).toString('base64')), (binary = true);
+    else if (ArrayBuffer.isView(data)) (d = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')), (binary = true);
+    else throw new TypeError('send() takes a string, a Buffer, an ArrayBuffer or a typed array');
+    const n = this.session.push(d, binary, this.o.maxBufferedBytes);
+    if (n === -2) throw new RangeError('message larger than maxBufferedBytes');
+    if (n === -1) {
+      this.fail({ status: 507, code: 4507, reason: 'client is not reading: send buffer full' });
+      return false;
+    }
+    if (this.link) this.link.notify();
+    return true;
+  }
+
+  /** End the session, telling the client why. */
+  close(code = 1000, reason = ''): void {
+    this.end(code, reason, true);
+  }
+
+  // ---- LinkedConnection ---------------------------------------------------------------------
+
+  get hasOutput(): boolean {
+    return this.ctrl.length > 0 || this.session.hasOutput || this.closeFrame !== '';
+  }
+
+  /** Make `link` the transport of this session, the client holding everything up to `ack`. */
+  attach(link: ServerLink, ack: number, resumed: boolean): Refusal | null {
+    if (!this.session.resume(ack)) return { status: 400, code: 4400, reason: 'ack beyond what the server sent' };
+    const prev = this.link;
+    this.link = link;
+    this.since = 0;
+    this.touch();
+    const o = this.o;
+    this.ctrl = [
+      encodeFrame({
+        t: 'o',
+        v: PROTOCOL_VERSION,
+        sid: this.id,
+        tok: this.token,
+        hb: o.pingInterval,
+        hto: o.pingTimeout,
+        ack: this.session.receivedSeq,
+        ...(resumed ? { r: 1 as const } : {}),
+        lim: { payload: o.maxPayload, batch: o.maxBatch, buffer: o.maxBufferedMessages },
+      }),
+    ];
+    if (prev && prev !== link) prev.end();
+    if (!prev || prev.name !== link.name) this.emit('transport', link.name);
+    link.notify();
+    return null;
+  }
+
+  take(): string {
+    let out = this.ctrl.join('\n');
+    this.ctrl = [];
+    const data = this.session.take(this.o.maxBatch);
+    if (data) out = out ? out + '\n' + data : data;
+    if (this.closeFrame) {
+      out = out ? out + '\n' + this.closeFrame : this.closeFrame;
+      this.closeFrame = '';
+      if (this.state === 'closing') this.gone();
+    }
+    if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
+    return out;
+  }
+
+  receive(batch: string): Refusal | null {
+    if (this.state !== 'open') return null;
+    this.touch();
+    const lines = batch.split('\n');
+    for (let i = 0; i < lines.length && this.state === 'open'; i++) {
+      const line = lines[i];
+      if (!line) continue;
+      if (utf8Length(line) > this.o.maxPayload) return this.fail({ status: 413, code: 4413, reason: 'frame larger than ' + this.o.maxPayload + ' bytes' });
+      let f;
+      try {
+        f = decodeFrame(line);
+      } catch (e) {
+        return this.fail({ status: 400, code: 4400, reason: (e as FrameError).message });
+      }
+      if (f.t === 'd') {
+        const r = this.session.receive(f);
+        if (r === Receipt.Deliver) this.emit('message', f.b ? Buffer.from(f.d, 'base64') : f.d);
+        else if (r === Receipt.Gap) return { status: 409, code: 4409, reason: 'sequence gap: resume the session' };
+      } else if (f.t === 'a') {
+        if (this.session.acked(f.a) < 0) return this.fail({ status: 400, code: 4400, reason: 'ack beyond what the server sent' });
+      } else if (f.t === 'c') {
+        this.end(f.c, f.r, false);
+      } else if (f.t !== 'P') {
+        return this.fail({ status: 400, code: 4400, reason: 'unexpected frame from a client: ' + f.t });
+      }
+    }
+    this.scheduleAck();
+    return null;
+  }
+
+  rewind(ack: number): Refusal | null {
+    return this.session.rewind(ack) ? null : { status: 400, code: 4400, reason: 'ack beyond what the server sent' };
+  }
+
+  touch(): void {
+    this.lastSeen = Date.now();
+  }
+
+  detach(link: ServerLink): void {
+    if (this.link !== link) return;
+    this.link = null;
+    this.since = Date.now();
+    if (this.state === 'closing') this.gone();
+  }
+
+  fail(r: Refusal): Refusal {
+    this.end(r.code, r.reason, true);
+    return r;
+  }
+
+  // ---- liveness, called by the server's sweep ---------------------------------------------------
+
+  /** Heartbeat and expiry, against the clock. */
+  tick(now: number): void {
+    const o = this.o;
+    const link = this.link;
+    if (this.state === 'closing') {
+      if (now - this.lastSeen > o.pingInterval + o.pingTimeout) this.gone();
+    } else if (link) {
+      if (now - this.lastSeen > o.pingInterval + o.pingTimeout) {
+        this.detach(link);
+        link.end(true);
+      } else if (now - this.lastPing >= o.pingInterval) {
+        this.lastPing = now;
+        this.ctrl.push(PING);
+        link.notify();
+      }
+    } else if (now - this.since > o.sessionTimeout) {
+      this.end(4408, 'session expired', false);
+    }
+  }
+
+  private scheduleAck(): void {
+    if (!this.session.ackOwed || !this.link) return;
+    if (this.session.ackOwed >= ACK_EVERY) this.link.notify();
+    else if (!this.ackTimer) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = undefined;
+        if (this.link) this.link.notify();
+      }, this.o.ackDelay);
+    }
+  }
+
+  private end(code: number, reason: string, tell: boolean): void {
+    if (this.state !== 'open') return;
+    if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
+    const link = this.link;
+    if (tell && link) {
+      this.state = 'closing';
+      this.closeFrame = encodeFrame({ t: 'c', c: code, r: reason });
+      this.lastSeen = Date.now();
+      link.notify();
+      if ((this.state as ConnectionState) === 'closed') link.end();
+    } else if (tell) {
+      // Nobody to tell now: keep the close frame for the next poll or resume, until the deadline.
+      this.state = 'closing';
+      this.closeFrame = encodeFrame({ t: 'c', c: code, r: reason });
+      this.lastSeen = Date.now();
+    } else {
+      this.gone();
+      if (link) link.end();
+    }
+    this.emit('close', code, reason);
+  }
+
+  private gone(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
+    this.link = null;
+    this.onGone(this);
+  }
+}

@@ -1,0 +1,12 @@
+/** cometsocket/server: the reference server (Node). */
+export { createServer, RtServer } from './server';
+export { Connection } from './connection';
+export { MemoryStore } from './store';
+export { webSocketServer } from '../transports/websocket/server';
+export { longPollingServer } from '../transports/long-polling/server';
+export { CloseCode } from '../src/close-codes';
+export type { ServerEvents } from './server';
+export type { ConnectionEvents, ConnectionState } from './connection';
+export type { ServerOptions } from './options';
+export type { SessionStore } from './store';
+export type { ServerTransport, ServerLink, LinkedConnection, TransportHub, Refusal } from '../transports/server-types';

@@ -1,0 +1,234 @@
+/**
+ * The reference server: routes `${path}/${transport}` requests and upgrades to the transports,
+ * checks Origin on every one, creates and resumes sessions within the limits, sweeps heartbeats
+ * and expiry, broadcasts, and serves the browser bundle.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Connection } from './connection';
+import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options';
+import { serveClient } from './serve-client';
+import { MemoryStore, type SessionStore } from './store';
+import { NO_CACHE, refuse } from '../transports/http-server';
+import { longPollingServer } from '../transports/long-polling/server';
+import type { LinkedConnection, Refusal, ServerLink, ServerTransport, TransportHub } from '../transports/server-types';
+import { webSocketServer } from '../transports/websocket/server';
+
+export interface ServerEvents {
+  /** A new session opened. */
+  connection: [conn: Connection];
+}
+
+type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** 128 random bits, base64url. */
+function randomId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+function sameSecret(a: string, b: string | null): boolean {
+  if (b === null || a.length !== b.length) return false;
+  return timingSafeEqual(Buffer.from(a), Buffer.from(b));
+}
+
+function parseAck(s: string | null): number {
+  const n = s === null ? 0 : Number(s);
+  return Number.isSafeInteger(n) && n >= 0 ? n : -1;
+}
+
+export class RtServer extends EventEmitter<ServerEvents> implements TransportHub {
+  readonly options: ResolvedServerOptions;
+  private readonly store: SessionStore;
+  private readonly transports = new Map<string, ServerTransport>();
+  private readonly sweep: ReturnType<typeof setInterval>;
+  private readonly attached: Array<{ server: HttpServer; request: RequestListener; upgrade: (req: IncomingMessage, s: Duplex, h: Buffer) => void; others: RequestListener[] }> = [];
+  private own: HttpServer | null = null;
+
+  constructor(options: ServerOptions = {}) {
+    super();
+    this.options = resolveServerOptions(options);
+    this.store = options.store || new MemoryStore();
+    for (const t of options.transports || [webSocketServer(), longPollingServer()]) this.transports.set(t.name, t);
+    this.sweep = setInterval(() => {
+      const now = Date.now();
+      for (const c of Array.from(this.store.values())) c.tick(now);
+    }, Math.min(1000, Math.max(10, this.options.pingInterval / 4)));
+    this.sweep.unref();
+  }
+
+  get maxBatch(): number {
+    return this.options.maxBatch;
+  }
+
+  get pollTimeout(): number {
+    return this.options.pollTimeout;
+  }
+
+  /** Open sessions. */
+  get clientsCount(): number {
+    return this.store.size;
+  }
+
+  /** Every open session. */
+  connections(): Connection[] {
+    return Array.from(this.store.values()).filter((c) => c.state === 'open');
+  }
+
+  /** Send to every open session; returns how many took it. */
+  broadcast(data: string | ArrayBuffer | ArrayBufferView, except?: Connection): number {
+    let n = 0;
+    for (const c of this.connections()) if (c !== except && c.send(data)) n++;
+    return n;
+  }
+
+  /** Serve on an existing HTTP server; requests outside `path` go to its other listeners. */
+  attach(server: HttpServer): this {
+    const others = server.listeners('request') as RequestListener[];
+    server.removeAllListeners('request');
+    const request: RequestListener = (req, res) => {
+      if (!this.handleRequest(req, res)) {
+        if (others.length) for (const l of others) l.call(server, req, res);
+        else refuse(res, { status: 404, code: 4400, reason: 'not found' });
+      }
+    };
+    const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (!this.handleUpgrade(req, socket, head) && server.listenerCount('upgrade') === 1) socket.destroy();
+    };
+    server.on('request', request);
+    server.on('upgrade', upgrade);
+    this.attached.push({ server, request, upgrade, others });
+    return this;
+  }
+
+  /** Create an HTTP server on `port` (0 for any) and serve on it. */
+  listen(port: number, host?: string, onListening?: () => void): HttpServer {
+    const server = createHttpServer();
+    this.own = server;
+    this.attach(server);
+    server.listen(port, host, onListening);
+    return server;
+  }
+
+  /** Handle a request if it is under `path`; returns false otherwise (for use as middleware). */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    const route = this.route(req);
+    if (!route) return false;
+    const [name, query] = route;
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      if (!this.originAllowed(origin, req)) {
+        req.resume();
+        refuse(res, { status: 403, code: 4403, reason: 'origin not allowed' });
+        return true;
+      }
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Access-Control-Allow-Credentials', 'true');
+      res.setHeader('Vary', 'Origin');
+    }
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, { ...NO_CACHE, 'Access-Control-Allow-Methods': 'GET, POST', 'Access-Control-Allow-Headers': 'Content-Type', 'Access-Control-Max-Age': '600' });
+      res.end();
+      return true;
+    }
+    if (name === 'cometsocket.min.js' && this.options.serveClient) {
+      serveClient(req, res);
+      return true;
+    }
+    const t = this.transports.get(name);
+    if (!t || !t.request) {
+      req.resume();
+      refuse(res, { status: 404, code: 4400, reason: 'unknown transport ' + name });
+    } else t.request(req, res, query, this);
+    return true;
+  }
+
+  /** Handle an upgrade if it is under `path`; returns false otherwise. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const route = this.route(req);
+    if (!route) return false;
+    const [name, query] = route;
+    const t = this.transports.get(name);
+    const origin = req.headers.origin;
+    const status = origin !== undefined && !this.originAllowed(origin, req) ? '403 Forbidden' : !t || !t.upgrade ? '404 Not Found' : '';
+    if (status) {
+      socket.end('HTTP/1.1 ' + status + '\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return true;
+    }
+    t!.upgrade!(req, socket, head, query, this);
+    return true;
+  }
+
+  handshake(query: URLSearchParams, req: IncomingMessage, link: ServerLink): LinkedConnection | Refusal {
+    const v = query.get('v');
+    if (v !== '1') return { status: 400, code: 4400, reason: 'unsupported protocol version ' + v };
+    const sid = query.get('sid');
+    if (sid !== null) {
+      const conn = this.store.get(sid);
+      if (!conn || conn.state === 'closed' || !sameSecret(conn.token, query.get('tok'))) return { status: 404, code: 4404, reason: 'unknown session' };
+      const ack = parseAck(query.get('ack'));
+      if (ack < 0) return { status: 400, code: 4400, reason: 'bad ack' };
+      return conn.attach(link, ack, true) || conn;
+    }
+    if (this.store.size >= this.options.maxSessions) {
+      return { status: 503, code: 4429, reason: 'too many sessions', retryAfter: this.options.retryAfter };
+    }
+    const conn = new Connection(randomId(), randomId(), req, this.options, (c) => this.store.delete(c.id));
+    this.store.set(conn.id, conn);
+    conn.attach(link, 0, false);
+    this.emit('connection', conn);
+    return conn;
+  }
+
+  find(query: URLSearchParams): LinkedConnection | Refusal {
+    const conn = this.store.get(query.get('sid') || '');
+    if (!conn || conn.state === 'closed' || !sameSecret(conn.token, query.get('tok'))) return { status: 404, code: 4404, reason: 'unknown session' };
+    return conn;
+  }
+
+  /** Close every session (1001, clients reconnect) and stop; closes the HTTP server if `listen` made it. */
+  close(done?: () => void): void {
+    clearInterval(this.sweep);
+    for (const c of Array.from(this.store.values())) c.close(1001, 'server shutting down');
+    for (const t of this.transports.values()) if (t.close) t.close();
+    for (const a of this.attached) {
+      a.server.removeListener('request', a.request);
+      a.server.removeListener('upgrade', a.upgrade);
+      for (const l of a.others) a.server.on('request', l);
+    }
+    this.attached.length = 0;
+    const own = this.own;
+    this.own = null;
+    if (own) {
+      own.close(() => done && done());
+      own.closeAllConnections();
+    } else if (done) setImmediate(done);
+  }
+
+  private route(req: IncomingMessage): [string, URLSearchParams] | null {
+    const url = req.url || '';
+    const q = url.indexOf('?');
+    const pathname = q < 0 ? url : url.slice(0, q);
+    const prefix = this.options.path + '/';
+    if (pathname.slice(0, prefix.length) !== prefix) return null;
+    return [pathname.slice(prefix.length), new URLSearchParams(q < 0 ? '' : url.slice(q + 1))];
+  }
+
+  private originAllowed(origin: string, req: IncomingMessage): boolean {
+    const allowed = this.options.allowedOrigins;
+    if (allowed === '*') return true;
+    if (typeof allowed === 'function') return allowed(origin, req);
+    if (allowed) return allowed.indexOf(origin) >= 0;
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Create a reference server: `createServer({ path: '/rt' }).listen(8080)` or `.attach(httpServer)`. */
+export function createServer(options: ServerOptions = {}): RtServer {
+  return new RtServer(options);
+}

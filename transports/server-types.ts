@@ -1,0 +1,72 @@
+/**
+ * The server side of a transport, and what the server offers it. A server transport moves
+ * batches between one HTTP mechanism and a connection; sessions, limits and Origin checks
+ * belong to the server (`server/`).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/** A request the server refuses: HTTP status, and the close code for transports that carry frames. */
+export interface Refusal {
+  status: number;
+  code: number;
+  reason: string;
+  /** Seconds, for Retry-After. */
+  retryAfter?: number;
+}
+
+/** One transport attached to a connection. */
+export interface ServerLink {
+  readonly name: string;
+  /** The connection has output: take it (`conn.take()`) as soon as the transport can write. */
+  notify(): void;
+  /** Stop carrying the session: write what is pending if possible, then end; `abort` drops the connection at once (a dead peer). */
+  end(abort?: boolean): void;
+}
+
+/** What a transport may ask of a connection. */
+export interface LinkedConnection {
+  /** The next batch to write ('' when nothing is waiting). */
+  take(): string;
+  /** Whether a batch is waiting. */
+  readonly hasOutput: boolean;
+  /** A batch arrived from the client. Returns a refusal when it broke the protocol or a limit. */
+  receive(batch: string): Refusal | null;
+  /** A poll says the client holds everything up to `ack`: write the rest again. */
+  rewind(ack: number): Refusal | null;
+  /** The client broke a limit the transport enforces: close the session with this refusal's code. */
+  fail(r: Refusal): Refusal;
+  /** The client showed signs of life. */
+  touch(): void;
+  /** The link is gone (its socket or request closed). */
+  detach(link: ServerLink): void;
+  /** The link carrying the session now. */
+  readonly link: ServerLink | null;
+}
+
+/** What the server offers its transports. */
+export interface TransportHub {
+  /** Largest request body or WebSocket message, bytes. */
+  readonly maxBatch: number;
+  /** How long a poll may be held, ms. */
+  readonly pollTimeout: number;
+  /** Open or resume the session the handshake query names, carried by `link`. */
+  handshake(query: URLSearchParams, req: IncomingMessage, link: ServerLink): LinkedConnection | Refusal;
+  /** The session a poll or POST names. */
+  find(query: URLSearchParams): LinkedConnection | Refusal;
+}
+
+/** A transport's server half, as the server routes to it by name: `${path}/${name}`. */
+export interface ServerTransport {
+  readonly name: string;
+  /** A plain HTTP request (GET, POST). */
+  request?(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, hub: TransportHub): void;
+  /** An HTTP upgrade. */
+  upgrade?(req: IncomingMessage, socket: Duplex, head: Buffer, query: URLSearchParams, hub: TransportHub): void;
+  /** Release what the transport holds (called when the server closes). */
+  close?(): void;
+}
+
+export function isRefusal(x: unknown): x is Refusal {
+  return typeof x === 'object' && x !== null && 'status' in x && 'code' in x;
+}
