@@ -1,0 +1,60 @@
+/**
+ * One config makes every artefact: the client as ESM and CommonJS, the server entry, the ES5
+ * minified IIFE for script tags, and bundled type declarations.
+ */
+import commonjs from '@rollup/plugin-commonjs';
+import resolve from '@rollup/plugin-node-resolve';
+import terser from '@rollup/plugin-terser';
+import typescript from '@rollup/plugin-typescript';
+import type { RollupOptions } from 'rollup';
+import { dts } from 'rollup-plugin-dts';
+
+// The browser builds compile only browser code (tsconfig.browser.json: no Node types).
+const ts = (target: string, tsconfig = './tsconfig.browser.json') =>
+  typescript({
+    tsconfig,
+    include: ['src/**/*.ts', 'transports/**/*.ts', 'server/**/*.ts'],
+    compilerOptions: { target, noEmit: false, declaration: false, sourceMap: false, lib: ['ES2020', 'DOM'] },
+    noEmitOnError: true,
+  });
+
+const nodeExternal = (id: string) => id === 'ws' || id === 'eventemitter3' || id.startsWith('node:');
+
+const config: RollupOptions[] = [
+  {
+    input: 'src/index.ts',
+    external: ['eventemitter3'],
+    plugins: [ts('ES2018')],
+    output: [
+      { file: 'dist/index.js', format: 'es' },
+      { file: 'dist/index.cjs', format: 'cjs', exports: 'named' },
+    ],
+  },
+  {
+    input: 'server/index.ts',
+    external: nodeExternal,
+    plugins: [ts('ES2022', './tsconfig.json')],
+    output: [
+      { file: 'dist/server.js', format: 'es' },
+      { file: 'dist/server.cjs', format: 'cjs', exports: 'named' },
+    ],
+  },
+  {
+    input: 'src/iife.ts',
+    plugins: [resolve({ browser: true }), commonjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: false }, format: { comments: false } })],
+    output: { file: 'dist/cometsocket.iife.min.js', format: 'iife', name: 'CometSocket' },
+  },
+  ...(['index', 'server'] as const).map(
+    (name): RollupOptions => ({
+      input: name === 'index' ? 'src/index.ts' : 'server/index.ts',
+      external: nodeExternal,
+      plugins: [dts({ tsconfig: './tsconfig.json' })],
+      output: [
+        { file: `dist/${name}.d.ts`, format: 'es' },
+        { file: `dist/${name}.d.cts`, format: 'es' },
+      ],
+    }),
+  ),
+];
+
+export default config;
