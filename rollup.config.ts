@@ -41,7 +41,7 @@ const config: RollupOptions[] = [
   },
   {
     input: 'src/iife.ts',
-    plugins: [resolve({ browser: true }), commonjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: false }, format: { comments: false } })],
+    plugins: [resolve({ browser: true }), commonjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: /^_[a-zA-Z]/, reserved: ["__proto__"] } }, format: { comments: false } })],
     output: { file: 'dist/cometsocket.iife.min.js', format: 'iife', name: 'CometSocket' },
   },
   ...(['index', 'server'] as const).map(

@@ -44,14 +44,16 @@ export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
  * are fatal: retrying would fail the same way.
  */
 export function isRetryable(code: number): boolean {
-  return !(
-    code === CloseCode.Normal ||
-    code === CloseCode.BadFrame ||
-    code === CloseCode.ForbiddenOrigin ||
-    code === CloseCode.PayloadTooLarge ||
-    code === CloseCode.MessageTooBig ||
-    code === CloseCode.UnsupportedVersion ||
-    code === CloseCode.RetriesExhausted ||
-    code === CloseCode.NoTransport
-  );
+  return FATAL.indexOf(code) < 0;
 }
+
+const FATAL: number[] = [
+  CloseCode.Normal,
+  CloseCode.MessageTooBig,
+  CloseCode.BadFrame,
+  CloseCode.ForbiddenOrigin,
+  CloseCode.PayloadTooLarge,
+  CloseCode.UnsupportedVersion,
+  CloseCode.RetriesExhausted,
+  CloseCode.NoTransport,
+];

@@ -165,8 +165,8 @@ export function httpUrl(url: string): string {
 
 const WAKE_EVENTS = ['visibilitychange', 'online', 'focus', 'pageshow'];
 
-/** The environment read from the host's globals. */
-export function defaultEnv(): Env {
+/** The environment read from the host's globals, with `overrides` applied (a key set to undefined removes it). */
+export function defaultEnv(overrides?: Partial<Env>): Env {
   const Xhr = g.XMLHttpRequest as (new () => XhrLike) | undefined;
   const f = g.fetch as FetchLike | undefined;
   const doc = g.document as { addEventListener?: unknown; removeEventListener?: unknown } | undefined;
@@ -174,7 +174,7 @@ export function defaultEnv(): Env {
   const targets: Target[] = [];
   if (typeof g.addEventListener === 'function') targets.push(g as unknown as Target);
   if (doc && typeof doc.addEventListener === 'function') targets.push(doc as unknown as Target);
-  return {
+  const env: Env = {
     now: () => Date.now(),
     random: () => Math.random(),
     setTimeout: (fn, ms) => setTimeout(fn, ms),
@@ -190,4 +190,7 @@ export function defaultEnv(): Env {
       };
     },
   };
+  const e = env as unknown as Record<string, unknown>;
+  for (const k in overrides) e[k] = (overrides as Record<string, unknown>)[k];
+  return env;
 }

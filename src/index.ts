@@ -13,8 +13,8 @@ import { longPolling } from '../transports/long-polling/client';
 export const allTransports = [webSocket, longPolling] as const;
 
 /** Open a socket. Without `options.transports`, every transport is tried, WebSocket first. */
-export function connect(url: string, options: SocketOptions = {}): Socket {
-  return new Socket(url, options.transports ? options : { ...options, transports: allTransports });
+export function connect(url: string, options?: SocketOptions): Socket {
+  return new Socket(url, options, allTransports);
 }
 
 export { Socket, webSocket, longPolling };

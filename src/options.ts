@@ -103,31 +103,26 @@ export interface ResolvedOptions {
   log: ((message: string) => void) | null;
 }
 
-function pick<T>(v: T | undefined, d: T): T {
-  return v === undefined ? d : v;
-}
+const DEFAULTS = {
+  headStart: 250,
+  connectTimeout: 10000,
+  requestTimeout: 10000,
+  backoffBase: 500,
+  backoffCap: 15000,
+  maxAttempts: Infinity,
+  maxBufferedMessages: 4096,
+  maxBufferedBytes: 4194304,
+  maxPayload: 1048576,
+  ackDelay: 50,
+  upgrade: true,
+};
 
-export function resolveOptions(o: SocketOptions): ResolvedOptions {
+export function resolveOptions(o: SocketOptions, fallback: readonly Transport[] = []): ResolvedOptions {
+  const r = { transports: o.transports || fallback, shouldRetry: o.shouldRetry || (() => true) } as ResolvedOptions;
+  const given = o as Record<string, unknown>;
+  const out = r as unknown as Record<string, unknown>;
+  for (const k in DEFAULTS) out[k] = given[k] === undefined ? DEFAULTS[k as keyof typeof DEFAULTS] : given[k];
   const debug = o.debug;
-  return {
-    transports: o.transports || [],
-    headStart: pick(o.headStart, 250),
-    connectTimeout: pick(o.connectTimeout, 10000),
-    requestTimeout: pick(o.requestTimeout, 10000),
-    backoffBase: pick(o.backoffBase, 500),
-    backoffCap: pick(o.backoffCap, 15000),
-    maxAttempts: pick(o.maxAttempts, Infinity),
-    shouldRetry: o.shouldRetry || (() => true),
-    maxBufferedMessages: pick(o.maxBufferedMessages, 4096),
-    maxBufferedBytes: pick(o.maxBufferedBytes, 4194304),
-    maxPayload: pick(o.maxPayload, 1048576),
-    ackDelay: pick(o.ackDelay, 50),
-    upgrade: pick(o.upgrade, true),
-    log:
-      typeof debug === 'function'
-        ? debug
-        : debug && typeof console !== 'undefined'
-          ? (m: string) => console.debug('[cometsocket] ' + m)
-          : null,
-  };
+  r.log = typeof debug === 'function' ? debug : debug && typeof console !== 'undefined' ? (m: string) => console.debug('[cometsocket] ' + m) : null;
+  return r;
 }

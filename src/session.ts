@@ -46,42 +46,42 @@ interface Entry {
 
 export class Session {
   /** Unacknowledged outgoing frames, ascending by sequence number. */
-  private out: Entry[] = [];
-  private outBytes = 0;
+  private _out: Entry[] = [];
+  private _outBytes = 0;
   /** Sequence number of the last message pushed. */
-  private lastSeq = 0;
+  private _lastSeq = 0;
   /** Highest sequence number written to the current transport. */
-  private written = 0;
+  private _written = 0;
   /** Cumulative: highest sequence number received in order. */
-  private received = 0;
+  private _received = 0;
   /** Highest acknowledgement told to the peer. */
-  private ackSent = 0;
+  private _ackSent = 0;
 
   constructor(readonly limits: SessionLimits) {}
 
   /** Bytes (encoded data frames) pushed but not yet acknowledged. */
   get bufferedBytes(): number {
-    return this.outBytes;
+    return this._outBytes;
   }
 
   /** Messages pushed but not yet acknowledged. */
   get bufferedCount(): number {
-    return this.out.length;
+    return this._out.length;
   }
 
   /** Highest sequence number received in order: what we acknowledge. */
   get receivedSeq(): number {
-    return this.received;
+    return this._received;
   }
 
   /** Messages received but not yet acknowledged to the peer. */
   get ackOwed(): number {
-    return this.received - this.ackSent;
+    return this._received - this._ackSent;
   }
 
   /** Whether anything (data or an acknowledgement) is waiting to be written. */
   get hasOutput(): boolean {
-    return this.lastSeq > this.written || this.received > this.ackSent;
+    return this._lastSeq > this._written || this._received > this._ackSent;
   }
 
   /**
@@ -90,14 +90,14 @@ export class Session {
    * frame is larger than `maxFrame`.
    */
   push(d: string, binary?: boolean, maxFrame = Infinity): number {
-    const frame: DataFrame = binary ? { t: 'd', s: this.lastSeq + 1, d, b: 1 } : { t: 'd', s: this.lastSeq + 1, d };
+    const frame: DataFrame = binary ? { t: 'd', s: this._lastSeq + 1, d, b: 1 } : { t: 'd', s: this._lastSeq + 1, d };
     const line = encodeFrame(frame);
     const bytes = utf8Length(line);
     if (bytes > maxFrame) return -2;
-    if (this.out.length >= this.limits.maxMessages || this.outBytes + bytes > this.limits.maxBytes) return -1;
-    this.lastSeq++;
-    this.out.push({ frame, line, bytes });
-    this.outBytes += bytes;
+    if (this._out.length >= this.limits.maxMessages || this._outBytes + bytes > this.limits.maxBytes) return -1;
+    this._lastSeq++;
+    this._out.push({ frame, line, bytes });
+    this._outBytes += bytes;
     return bytes;
   }
 
@@ -106,11 +106,11 @@ export class Session {
    * or -1 when `n` acknowledges a message never sent (a protocol error).
    */
   acked(n: number): number {
-    if (n > this.lastSeq) return -1;
+    if (n > this._lastSeq) return -1;
     let k = 0;
-    while (k < this.out.length && this.out[k].frame.s <= n) this.outBytes -= this.out[k++].bytes;
-    if (k) this.out.splice(0, k);
-    if (this.written < n) this.written = n;
+    while (k < this._out.length && this._out[k].frame.s <= n) this._outBytes -= this._out[k++].bytes;
+    if (k) this._out.splice(0, k);
+    if (this._written < n) this._written = n;
     return k;
   }
 
@@ -120,7 +120,7 @@ export class Session {
    */
   rewind(peerAck: number): boolean {
     if (this.acked(peerAck) < 0) return false;
-    this.written = peerAck;
+    this._written = peerAck;
     return true;
   }
 
@@ -131,7 +131,7 @@ export class Session {
   resume(peerAck: number): boolean {
     if (!this.rewind(peerAck)) return false;
     // Our own position travelled in the handshake (the client's query, the server's open frame).
-    this.ackSent = this.received;
+    this._ackSent = this._received;
     return true;
   }
 
@@ -143,31 +143,31 @@ export class Session {
   take(maxBytes = Infinity): string {
     let batch = '';
     let bytes = 0;
-    if (this.received > this.ackSent) {
-      batch = encodeFrame({ t: 'a', a: this.received });
+    if (this._received > this._ackSent) {
+      batch = encodeFrame({ t: 'a', a: this._received });
       bytes = batch.length;
-      this.ackSent = this.received;
+      this._ackSent = this._received;
     }
-    for (let i = this.out.length - (this.lastSeq - this.written); i < this.out.length; i++) {
-      const e = this.out[i];
+    for (let i = this._out.length - (this._lastSeq - this._written); i < this._out.length; i++) {
+      const e = this._out[i];
       if (batch && bytes + 1 + e.bytes > maxBytes) break;
       batch += (batch ? '\n' : '') + e.line;
       bytes += 1 + e.bytes;
-      this.written = e.frame.s;
+      this._written = e.frame.s;
     }
     return batch;
   }
 
   /** Decide what to do with an incoming data frame. */
   receive(f: DataFrame): Receipt {
-    if (f.s <= this.received) return Receipt.Duplicate;
-    if (f.s !== this.received + 1) return Receipt.Gap;
-    this.received = f.s;
+    if (f.s <= this._received) return Receipt.Duplicate;
+    if (f.s !== this._received + 1) return Receipt.Gap;
+    this._received = f.s;
     return Receipt.Deliver;
   }
 
   /** The unacknowledged outgoing messages, oldest first (handed back when a session is lost). */
   unacked(): DataFrame[] {
-    return this.out.map((e) => e.frame);
+    return this._out.map((e) => e.frame);
   }
 }

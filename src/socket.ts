@@ -37,56 +37,59 @@ export class Socket extends EventEmitter<SocketEvents> {
   /** Name of the transport carrying the session now, or null. */
   transport: string | null = null;
 
-  private readonly o: ResolvedOptions;
-  private readonly env: Env;
-  private readonly list: Transport[];
-  private readonly settings: TransportSettings;
-  private session: Session;
-  private sid = '';
-  private tok = '';
-  private hb = 0;
-  private hto = 0;
-  private lim: Limits;
-  private current: Link | null = null;
-  private links: Link[] = [];
-  private race: Race | null = null;
-  private attempt = 0;
-  private upgrades = 0;
-  private lastHeard = 0;
-  private retryAt = 0;
-  private pongOwed = false;
-  private full = false;
-  private timers: Partial<Record<TimerName, unknown>> = {};
-  private readonly unwake: () => void;
+  private readonly _o: ResolvedOptions;
+  private readonly _env: Env;
+  private readonly _list: Transport[];
+  private readonly _settings: TransportSettings;
+  private _session: Session;
+  private _sid = '';
+  private _tok = '';
+  private _hb = 0;
+  private _hto = 0;
+  private _lim: Limits;
+  private _current: Link | null = null;
+  private _links: Link[] = [];
+  private _race: Race | null = null;
+  private _attempt = 0;
+  private _upgrades = 0;
+  private _lastHeard = 0;
+  private _retryAt = 0;
+  private _pongOwed = false;
+  private _full = false;
+  private _timers: Partial<Record<TimerName, unknown>> = {};
+  private readonly _unwake: () => void;
 
-  constructor(url: string, options: SocketOptions = {}) {
+  /**
+   * @param fallback transports used when `options.transports` is absent (what `connect()` passes).
+   */
+  constructor(url: string, options: SocketOptions = {}, fallback?: readonly Transport[]) {
     super();
-    const o = (this.o = resolveOptions(options));
-    const env = (this.env = { ...defaultEnv(), ...options.env });
+    const o = (this._o = resolveOptions(options, fallback));
+    const env = (this._env = defaultEnv(options.env));
     if (options.WebSocket) env.WebSocket = options.WebSocket;
-    this.list = supportedTransports(o.transports, env);
-    this.lim = { payload: o.maxPayload, batch: 2 * o.maxPayload, buffer: o.maxBufferedMessages };
-    this.session = this.newSession();
+    this._list = supportedTransports(o.transports, env);
+    this._lim = { payload: o.maxPayload, batch: 2 * o.maxPayload, buffer: o.maxBufferedMessages };
+    this._session = this._newSession();
     const self = this;
-    this.settings = {
+    this._settings = {
       url: httpUrl(url),
       requestTimeout: o.requestTimeout,
       get holdTimeout() {
-        return self.hb + self.hto + o.requestTimeout;
+        return self._hb + self._hto + o.requestTimeout;
       },
     };
-    this.unwake = env.onWake(() => this.wake());
-    this.negotiate();
+    this._unwake = env.onWake(() => this._wake());
+    this._negotiate();
   }
 
   /** The server's id for the current session ('' before the first open). */
   get id(): string {
-    return this.sid;
+    return this._sid;
   }
 
   /** Bytes sent but not yet acknowledged by the server. */
   get bufferedAmount(): number {
-    return this.session.bufferedBytes;
+    return this._session.bufferedBytes;
   }
 
   /**
@@ -97,215 +100,215 @@ export class Socket extends EventEmitter<SocketEvents> {
   send(data: Payload): boolean {
     if (this.state === 'closed') throw new Error('cometsocket: send() on a closed socket');
     const p = encodePayload(data);
-    const n = this.session.push(p[0], p[1], this.lim.payload);
-    if (n === -2) throw new RangeError('cometsocket: message larger than the limit of ' + this.lim.payload + ' bytes');
-    if (n < 0) return !(this.full = true);
-    this.flush();
+    const n = this._session.push(p[0], p[1], this._lim.payload);
+    if (n === -2) throw new RangeError('cometsocket: message larger than the limit of ' + this._lim.payload + ' bytes');
+    if (n < 0) return !(this._full = true);
+    this._flush();
     return true;
   }
 
   /** Close the session for good. `code` is 1000 or 3000–4999. */
   close(code: number = CloseCode.Normal, reason = ''): void {
     if (code !== 1000 && (code < 3000 || code > 4999)) throw new RangeError('cometsocket: close code must be 1000 or 3000-4999');
-    const link = this.current;
+    const link = this._current;
     if (link && link.t && link.t.canSend) {
-      const b = this.session.take(this.lim.batch);
+      const b = this._session.take(this._lim.batch);
       link.t.send((b ? b + '\n' : '') + encodeFrame({ t: 'c', c: code, r: reason }));
     }
-    this.finish(code, reason, true);
+    this._finish(code, reason, true);
   }
 
-  private newSession(): Session {
-    return new Session({ maxMessages: this.o.maxBufferedMessages, maxBytes: this.o.maxBufferedBytes });
+  private _newSession(): Session {
+    return new Session({ maxMessages: this._o.maxBufferedMessages, maxBytes: this._o.maxBufferedBytes });
   }
 
-  private log(m: string): void {
-    if (this.o.log) this.o.log(m);
+  private _log(m: string): void {
+    if (this._o.log) this._o.log(m);
   }
 
-  private later(name: TimerName, fn: () => void, ms: number): void {
-    this.clear(name);
-    this.timers[name] = this.env.setTimeout(() => {
-      delete this.timers[name];
+  private _later(name: TimerName, fn: () => void, ms: number): void {
+    this._clear(name);
+    this._timers[name] = this._env.setTimeout(() => {
+      delete this._timers[name];
       fn();
     }, ms);
   }
 
-  private clear(name: TimerName): void {
-    if (this.timers[name] !== undefined) this.env.clearTimeout(this.timers[name]);
-    delete this.timers[name];
+  private _clear(name: TimerName): void {
+    if (this._timers[name] !== undefined) this._env.clearTimeout(this._timers[name]);
+    delete this._timers[name];
   }
 
-  private query(open: boolean): string {
-    const s = this.sid ? 'sid=' + encodeURIComponent(this.sid) + '&tok=' + encodeURIComponent(this.tok) + '&ack=' + this.session.receivedSeq : '';
+  private _query(open: boolean): string {
+    const s = this._sid ? 'sid=' + encodeURIComponent(this._sid) + '&tok=' + encodeURIComponent(this._tok) + '&ack=' + this._session.receivedSeq : '';
     return open ? 'v=' + PROTOCOL_VERSION + (s ? '&' + s : '') : s;
   }
 
   // ---- negotiation -------------------------------------------------------------------------
 
-  private negotiate(): void {
-    if (!this.list.length) return this.finish(CloseCode.NoTransport, 'no supported transport', false);
-    this.race = new Race(this.list.length);
-    this.later('connect', () => this.raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this.o.connectTimeout);
-    this.startNext();
+  private _negotiate(): void {
+    if (!this._list.length) return this._finish(CloseCode.NoTransport, 'no supported transport', false);
+    this._race = new Race(this._list.length);
+    this._later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
+    this._startNext();
   }
 
-  private startNext(): void {
-    const race = this.race!;
+  private _startNext(): void {
+    const race = this._race!;
     const i = race.start();
     if (i < 0) return;
-    this.openLink(i, false);
-    if (this.race === race && race.headStartOver()) this.later('race', () => this.startNext(), this.o.headStart);
+    this._openLink(i, false);
+    if (this._race === race && race.headStartOver()) this._later('race', () => this._startNext(), this._o.headStart);
   }
 
-  private openLink(index: number, upgrade: boolean): void {
-    const tr = this.list[index];
-    const link: Link = { t: null, index, name: tr.name, upgrade, sid: this.sid, dead: false };
-    this.links.push(link);
-    this.log((upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this.sid ? ' (resume)' : ' (new session)'));
+  private _openLink(index: number, upgrade: boolean): void {
+    const tr = this._list[index];
+    const link: Link = { t: null, index, name: tr.name, upgrade, sid: this._sid, dead: false };
+    this._links.push(link);
+    this._log((upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this._sid ? ' (resume)' : ' (new session)'));
     try {
       link.t = tr.open(
-        this.settings,
+        this._settings,
         {
-          query: (open) => this.query(open),
-          data: (b) => this.onData(link, b),
-          writable: () => link === this.current && this.flush(),
-          closed: (info) => this.onLinkClosed(link, info),
+          query: (open) => this._query(open),
+          data: (b) => this._onData(link, b),
+          writable: () => link === this._current && this._flush(),
+          closed: (info) => this._onLinkClosed(link, info),
         },
-        this.env,
+        this._env,
       );
     } catch (e) {
-      this.onLinkClosed(link, { code: 1006, reason: tr.name + ' threw: ' + (e as Error).message });
+      this._onLinkClosed(link, { code: 1006, reason: tr.name + ' threw: ' + (e as Error).message });
     }
     if (link.dead && link.t) link.t.close();
   }
 
-  private closeLink(link: Link): void {
+  private _closeLink(link: Link): void {
     link.dead = true;
     if (link.t) link.t.close();
-    const i = this.links.indexOf(link);
-    if (i >= 0) this.links.splice(i, 1);
+    const i = this._links.indexOf(link);
+    if (i >= 0) this._links.splice(i, 1);
   }
 
-  private closeAll(): void {
-    while (this.links.length) this.closeLink(this.links[0]);
-    if (this.current) this.closeLink(this.current);
-    this.current = null;
-    this.race = null;
-    for (const k in this.timers) this.clear(k as TimerName);
+  private _closeAll(): void {
+    while (this._links.length) this._closeLink(this._links[0]);
+    if (this._current) this._closeLink(this._current);
+    this._current = null;
+    this._race = null;
+    for (const k in this._timers) this._clear(k as TimerName);
   }
 
-  private onLinkClosed(link: Link, info: TransportClose): void {
+  private _onLinkClosed(link: Link, info: TransportClose): void {
     if (link.dead) return;
-    this.closeLink(link);
-    this.log(link.name + ' closed: ' + info.code + ' ' + info.reason);
-    if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this.sid) return this.sessionLost(info);
-    if (link === this.current) {
-      this.current = null;
-      return this.lost(info);
+    this._closeLink(link);
+    this._log(link.name + ' closed: ' + info.code + ' ' + info.reason);
+    if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this._sid) return this._sessionLost(info);
+    if (link === this._current) {
+      this._current = null;
+      return this._lost(info);
     }
-    if (link.upgrade) return this.scheduleUpgrade();
-    const race = this.race;
+    if (link.upgrade) return this._scheduleUpgrade();
+    const race = this._race;
     if (!race) return;
     const now = race.failed();
-    if (race.lost) this.raceLost(info);
-    else if (now) this.startNext();
+    if (race.lost) this._raceLost(info);
+    else if (now) this._startNext();
   }
 
-  private raceLost(info: TransportClose): void {
-    this.log('no transport opened: ' + info.reason);
-    this.lost(info);
+  private _raceLost(info: TransportClose): void {
+    this._log('no transport opened: ' + info.reason);
+    this._lost(info);
   }
 
   // ---- receiving -----------------------------------------------------------------------------
 
-  private onData(link: Link, text: string): void {
+  private _onData(link: Link, text: string): void {
     if (link.dead) return;
     let frames: Frame[];
     try {
       frames = decodeBatch(text);
     } catch (e) {
-      return this.onLinkClosed(link, { code: 1002, reason: (e as Error).message });
+      return this._onLinkClosed(link, { code: 1002, reason: (e as Error).message });
     }
-    this.lastHeard = this.env.now();
+    this._lastHeard = this._env.now();
     for (let i = 0; i < frames.length && !link.dead; i++) {
       const f = frames[i];
-      if (link !== this.current) {
-        if (f.t === 'o') this.onOpen(link, f);
-        else if (f.t === 'c') this.onLinkClosed(link, { code: f.c, reason: f.r, retryAfter: f.ra });
-        else this.onLinkClosed(link, { code: 1002, reason: 'frame before open' });
+      if (link !== this._current) {
+        if (f.t === 'o') this._onOpen(link, f);
+        else if (f.t === 'c') this._onLinkClosed(link, { code: f.c, reason: f.r, retryAfter: f.ra });
+        else this._onLinkClosed(link, { code: 1002, reason: 'frame before open' });
         continue;
       }
       if (f.t === 'd') {
-        const r = this.session.receive(f);
+        const r = this._session.receive(f);
         if (r === Receipt.Deliver) this.emit('message', decodePayload(f.d, f.b === 1));
-        else if (r === Receipt.Gap) this.onLinkClosed(link, { code: 1002, reason: 'sequence gap' });
+        else if (r === Receipt.Gap) this._onLinkClosed(link, { code: 1002, reason: 'sequence gap' });
       } else if (f.t === 'a') {
-        if (this.session.acked(f.a) < 0) this.onLinkClosed(link, { code: 1002, reason: 'ack beyond what was sent' });
-        else if (this.full && this.session.bufferedCount * 2 <= this.o.maxBufferedMessages && this.session.bufferedBytes * 2 <= this.o.maxBufferedBytes) {
-          this.full = false;
+        if (this._session.acked(f.a) < 0) this._onLinkClosed(link, { code: 1002, reason: 'ack beyond what was sent' });
+        else if (this._full && this._session.bufferedCount * 2 <= this._o.maxBufferedMessages && this._session.bufferedBytes * 2 <= this._o.maxBufferedBytes) {
+          this._full = false;
           this.emit('drain');
         }
-      } else if (f.t === 'p') this.pongOwed = true;
-      else if (f.t === 'c') this.onServerClose(link, f.c, f.r, f.ra);
+      } else if (f.t === 'p') this._pongOwed = true;
+      else if (f.t === 'c') this._onServerClose(link, f.c, f.r, f.ra);
     }
-    if (link !== this.current) return;
-    if (this.session.ackOwed >= ACK_EVERY || this.pongOwed) this.flush();
-    else if (this.session.ackOwed && this.timers.ack === undefined) this.later('ack', () => this.flush(), this.o.ackDelay);
+    if (link !== this._current) return;
+    if (this._session.ackOwed >= ACK_EVERY || this._pongOwed) this._flush();
+    else if (this._session.ackOwed && this._timers.ack === undefined) this._later('ack', () => this._flush(), this._o.ackDelay);
   }
 
-  private onOpen(link: Link, f: Extract<Frame, { t: 'o' }>): void {
-    if (f.v !== PROTOCOL_VERSION) return this.onLinkClosed(link, { code: CloseCode.UnsupportedVersion, reason: 'server speaks protocol ' + f.v });
-    if (!link.sid && this.sid) {
+  private _onOpen(link: Link, f: Extract<Frame, { t: 'o' }>): void {
+    if (f.v !== PROTOCOL_VERSION) return this._onLinkClosed(link, { code: CloseCode.UnsupportedVersion, reason: 'server speaks protocol ' + f.v });
+    if (!link.sid && this._sid) {
       // A new session opened by a race loser: tell the server to drop it.
       if (link.t && link.t.canSend) link.t.send(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'lost the race' }));
-      return this.closeLink(link);
+      return this._closeLink(link);
     }
-    if (link.sid ? f.sid !== this.sid || !this.session.resume(f.ack) : !this.session.resume(0)) {
-      return this.onLinkClosed(link, { code: 1002, reason: 'open frame does not match the session' });
+    if (link.sid ? f.sid !== this._sid || !this._session.resume(f.ack) : !this._session.resume(0)) {
+      return this._onLinkClosed(link, { code: 1002, reason: 'open frame does not match the session' });
     }
     const resumed = !!link.sid;
-    const prev = this.current;
+    const prev = this._current;
     const was = this.state;
-    this.sid = f.sid;
-    this.tok = f.tok;
-    this.hb = f.hb;
-    this.hto = f.hto;
-    this.lim = f.lim;
-    this.links.splice(this.links.indexOf(link), 1);
-    this.closeAll();
-    if (prev) this.log('moved from ' + prev.name + ' to ' + link.name);
-    this.log(link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
-    this.current = link;
-    this.attempt = 0;
-    if (link.index === 0) this.upgrades = 0;
+    this._sid = f.sid;
+    this._tok = f.tok;
+    this._hb = f.hb;
+    this._hto = f.hto;
+    this._lim = f.lim;
+    this._links.splice(this._links.indexOf(link), 1);
+    this._closeAll();
+    if (prev) this._log('moved from ' + prev.name + ' to ' + link.name);
+    this._log(link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
+    this._current = link;
+    this._attempt = 0;
+    if (link.index === 0) this._upgrades = 0;
     this.state = 'open';
-    this.beat();
-    this.scheduleUpgrade();
+    this._beat();
+    this._scheduleUpgrade();
     if (this.transport !== link.name) this.emit('transport', (this.transport = link.name));
     if (!resumed) this.emit('open');
     else if (was === 'reconnecting') this.emit('resume');
-    this.flush();
+    this._flush();
   }
 
-  private onServerClose(link: Link, code: number, reason: string, retryAfter?: number): void {
-    if (code === CloseCode.UnknownSession) return this.onLinkClosed(link, { code, reason });
-    this.closeLink(link);
-    this.current = null;
-    if (code === CloseCode.Normal || !isRetryable(code)) this.finish(code, reason, true);
-    else this.lost({ code, reason, retryAfter });
+  private _onServerClose(link: Link, code: number, reason: string, retryAfter?: number): void {
+    if (code === CloseCode.UnknownSession) return this._onLinkClosed(link, { code, reason });
+    this._closeLink(link);
+    this._current = null;
+    if (code === CloseCode.Normal || !isRetryable(code)) this._finish(code, reason, true);
+    else this._lost({ code, reason, retryAfter });
   }
 
   // ---- sending -------------------------------------------------------------------------------
 
-  private flush(): void {
-    const link = this.current;
-    this.clear('ack');
-    while (link === this.current && link && link.t && link.t.canSend && (this.session.hasOutput || this.pongOwed)) {
-      let b = this.session.take(this.lim.batch);
-      if (this.pongOwed) {
+  private _flush(): void {
+    const link = this._current;
+    this._clear('ack');
+    while (link === this._current && link && link.t && link.t.canSend && (this._session.hasOutput || this._pongOwed)) {
+      let b = this._session.take(this._lim.batch);
+      if (this._pongOwed) {
         b = b ? b + '\n' + PONG : PONG;
-        this.pongOwed = false;
+        this._pongOwed = false;
       }
       link.t.send(b);
     }
@@ -314,73 +317,73 @@ export class Socket extends EventEmitter<SocketEvents> {
   // ---- liveness, reconnection, upgrade --------------------------------------------------------
 
   /** Wall-clock heartbeat deadline: silence longer than interval + timeout kills the transport. */
-  private beat(): void {
-    const link = this.current;
+  private _beat(): void {
+    const link = this._current;
     if (!link) return;
-    const limit = this.hb + this.hto;
-    const idle = this.env.now() - this.lastHeard;
-    if (idle >= limit) this.onLinkClosed(link, { code: CloseCode.HeartbeatTimeout, reason: 'no frame for ' + idle + ' ms' });
-    else this.later('beat', () => this.beat(), limit - idle);
+    const limit = this._hb + this._hto;
+    const idle = this._env.now() - this._lastHeard;
+    if (idle >= limit) this._onLinkClosed(link, { code: CloseCode.HeartbeatTimeout, reason: 'no frame for ' + idle + ' ms' });
+    else this._later('beat', () => this._beat(), limit - idle);
   }
 
   /** The page may have slept: re-check deadlines against the wall clock now. */
-  private wake(): void {
-    if (this.current) this.beat();
-    else if (this.timers.retry !== undefined && this.env.now() >= this.retryAt) {
-      this.clear('retry');
-      this.negotiate();
+  private _wake(): void {
+    if (this._current) this._beat();
+    else if (this._timers.retry !== undefined && this._env.now() >= this._retryAt) {
+      this._clear('retry');
+      this._negotiate();
     }
   }
 
-  private lost(info: TransportClose): void {
-    this.closeAll();
-    if (!isRetryable(info.code)) return this.finish(info.code, info.reason, false);
-    const attempt = ++this.attempt;
-    if (attempt > this.o.maxAttempts || !this.o.shouldRetry({ code: info.code, reason: info.reason, attempt })) {
-      return this.finish(CloseCode.RetriesExhausted, 'gave up after ' + (attempt - 1) + ' attempts: ' + info.reason, false);
+  private _lost(info: TransportClose): void {
+    this._closeAll();
+    if (!isRetryable(info.code)) return this._finish(info.code, info.reason, false);
+    const attempt = ++this._attempt;
+    if (attempt > this._o.maxAttempts || !this._o.shouldRetry({ code: info.code, reason: info.reason, attempt })) {
+      return this._finish(CloseCode.RetriesExhausted, 'gave up after ' + (attempt - 1) + ' attempts: ' + info.reason, false);
     }
-    const delay = Math.max(backoffDelay(attempt, { base: this.o.backoffBase, cap: this.o.backoffCap }, this.env.random()), info.retryAfter || 0);
+    const delay = Math.max(backoffDelay(attempt, { base: this._o.backoffBase, cap: this._o.backoffCap }, this._env.random()), info.retryAfter || 0);
     this.state = 'reconnecting';
-    this.log('reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
-    this.retryAt = this.env.now() + delay;
-    this.later('retry', () => this.negotiate(), delay);
+    this._log('reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
+    this._retryAt = this._env.now() + delay;
+    this._later('retry', () => this._negotiate(), delay);
     this.emit('reconnecting', { attempt, delay, code: info.code, reason: info.reason });
   }
 
-  private sessionLost(info: TransportClose): void {
-    const unacked = this.session.unacked().map((f) => decodePayload(f.d, f.b === 1));
-    this.log('session ' + this.sid + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
-    this.closeAll();
-    this.sid = this.tok = '';
-    this.session = this.newSession();
+  private _sessionLost(info: TransportClose): void {
+    const unacked = this._session.unacked().map((f) => decodePayload(f.d, f.b === 1));
+    this._log('session ' + this._sid + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
+    this._closeAll();
+    this._sid = this._tok = '';
+    this._session = this._newSession();
     this.state = 'reconnecting';
     this.emit('session-lost', { unacked, code: info.code, reason: info.reason });
-    if (this.full) {
-      this.full = false;
+    if (this._full) {
+      this._full = false;
       this.emit('drain');
     }
-    if ((this.state as SocketState) !== 'closed') this.negotiate();
+    if ((this.state as SocketState) !== 'closed') this._negotiate();
   }
 
-  private scheduleUpgrade(): void {
-    const link = this.current;
-    if (!this.o.upgrade || !link || !canUpgrade(link.index)) return;
-    const delay = backoffDelay(++this.upgrades, { base: 1000, cap: 60000 }, this.env.random());
-    this.later('upgrade', () => {
-      if (this.current !== link) return;
-      this.openLink(0, true);
-      const probe = this.links[this.links.length - 1];
-      this.later('probe', () => probe && this.onLinkClosed(probe, { code: 1006, reason: 'upgrade timed out' }), this.o.connectTimeout);
+  private _scheduleUpgrade(): void {
+    const link = this._current;
+    if (!this._o.upgrade || !link || !canUpgrade(link.index)) return;
+    const delay = backoffDelay(++this._upgrades, { base: 1000, cap: 60000 }, this._env.random());
+    this._later('upgrade', () => {
+      if (this._current !== link) return;
+      this._openLink(0, true);
+      const probe = this._links[this._links.length - 1];
+      this._later('probe', () => probe && this._onLinkClosed(probe, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
     }, delay);
   }
 
-  private finish(code: number, reason: string, wasClean: boolean): void {
+  private _finish(code: number, reason: string, wasClean: boolean): void {
     if (this.state === 'closed') return;
-    this.closeAll();
-    this.unwake();
+    this._closeAll();
+    this._unwake();
     this.state = 'closed';
     this.transport = null;
-    this.log('closed: ' + code + ' ' + reason);
+    this._log('closed: ' + code + ' ' + reason);
     this.emit('close', { code, reason, wasClean });
   }
 }
