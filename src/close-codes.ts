@@ -10,6 +10,10 @@ export const CloseCode = {
   GoingAway: 1001,
   /** A batch was larger than the server's limit (WebSocket only, sent by `ws`). */
   MessageTooBig: 1009,
+  /** Local: the server broke the protocol (malformed frame, sequence gap, impossible ack). */
+  ProtocolError: 1002,
+  /** Local: the connection failed or dropped without a close frame. */
+  Abnormal: 1006,
   /** The server hit an unexpected error. */
   InternalError: 1011,
   /** A frame could not be decoded or broke the protocol. */
@@ -20,8 +24,8 @@ export const CloseCode = {
   UnknownSession: 4404,
   /** No frame arrived within the heartbeat deadline. */
   HeartbeatTimeout: 4408,
-  /** A second poll for the same session was refused. */
-  PollConflict: 4409,
+  /** A second poll while one is pending, a sequence gap, or a poll on a session another transport carries. */
+  Conflict: 4409,
   /** A payload was larger than the server's limit. */
   PayloadTooLarge: 4413,
   /** The server is overloaded or at its session limit; retry after the delay it gives. */
@@ -53,6 +57,7 @@ const FATAL: number[] = [
   CloseCode.BadFrame,
   CloseCode.ForbiddenOrigin,
   CloseCode.PayloadTooLarge,
+  CloseCode.BufferOverflow,
   CloseCode.UnsupportedVersion,
   CloseCode.RetriesExhausted,
   CloseCode.NoTransport,

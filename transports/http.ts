@@ -9,11 +9,13 @@ import { endpoint, type TransportClose, type TransportHooks, type TransportSetti
 const STATUS_CODES: Record<number, number> = {
   400: 4400,
   403: 4403,
+  405: 4400,
   404: 4404,
   409: 4409,
   413: 4413,
   429: 4429,
   503: 4429,
+  507: 4507,
 };
 
 /** The close a failed HTTP request means. Status 0 is a network failure; 5xx and unknown statuses are transient. */
