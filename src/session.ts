@@ -127,11 +127,14 @@ export class Session {
   /**
    * A transport (re)attached and the peer says it holds everything up to `peerAck`:
    * release that and write the rest again. Returns false when `peerAck` is impossible.
+   * `told` is the acknowledgement the peer learned from the handshake.
    */
-  resume(peerAck: number): boolean {
+  resume(peerAck: number, told = this._received): boolean {
     if (!this.rewind(peerAck)) return false;
-    // Our own position travelled in the handshake (the client's query, the server's open frame).
-    this._ackSent = this._received;
+    // `told`: our own position as the handshake carried it. The server's open frame is exact; the
+    // client's query may be stale by the time the open frame arrives, so the client passes 0 and
+    // acknowledges again on the new transport.
+    this._ackSent = told;
     return true;
   }
 

@@ -264,7 +264,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       if (link.t && link.t.canSend) link.t.send(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'lost the race' }));
       return this._closeLink(link);
     }
-    if (link.sid ? f.sid !== this._sid || !this._session.resume(f.ack) : !this._session.resume(0)) {
+    if (link.sid ? f.sid !== this._sid || !this._session.resume(f.ack, 0) : !this._session.resume(0)) {
       return this._onLinkClosed(link, { code: 1002, reason: 'open frame does not match the session' });
     }
     const resumed = !!link.sid;

@@ -39,8 +39,10 @@ function open(s: TransportSettings, hooks: TransportHooks, env: Env): ClientTran
     if (typeof ev.data === 'string') hooks.data(ev.data);
     else end(CloseCode.BadFrame, 'binary message on a text protocol');
   };
-  // 1006 = the connection failed or dropped without a close frame.
-  ws.onclose = (ev) => end(ev.code || 1006, ev.reason || (opened ? 'connection lost' : 'connection failed'));
+  // A session ends only by a close frame (it arrives as data first). The socket's own close code
+  // matters only when it is one of ours (4xxx) or 1009; anything else (1000 from a server that
+  // replaced this transport, 1001, 1006) means the transport broke.
+  ws.onclose = (ev) => end(ev.code >= 4000 || ev.code === 1009 ? ev.code : 1006, ev.reason || (opened ? 'connection lost' : 'connection failed'));
   ws.onerror = () => end(1006, opened ? 'connection error' : 'connection failed');
   return {
     get canSend() {
