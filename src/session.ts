@@ -87,13 +87,14 @@ export class Session {
   /**
    * Number an outgoing payload and keep it until acknowledged. Returns the encoded frame's size
    * in bytes; -1 (keeping nothing) when the buffer has no room for it now; -2 when the encoded
-   * frame is larger than `maxFrame`.
+   * frame is larger than `maxFrame` or than the whole buffer.
    */
   push(d: string, binary?: boolean, maxFrame = Infinity): number {
     const frame: DataFrame = binary ? { t: 'd', s: this._lastSeq + 1, d, b: 1 } : { t: 'd', s: this._lastSeq + 1, d };
     const line = encodeFrame(frame);
     const bytes = utf8Length(line);
-    if (bytes > maxFrame) return -2;
+    // -2: it could never fit, so "full, wait for drain" would wait forever.
+    if (bytes > maxFrame || bytes > this.limits.maxBytes) return -2;
     if (this._out.length >= this.limits.maxMessages || this._outBytes + bytes > this.limits.maxBytes) return -1;
     this._lastSeq++;
     this._out.push({ frame, line, bytes });
@@ -120,7 +121,8 @@ export class Session {
    */
   rewind(peerAck: number): boolean {
     if (this.acked(peerAck) < 0) return false;
-    this._written = peerAck;
+    // A stale ack (a delayed poll) may be below what an earlier ack released: never rewind past it.
+    this._written = Math.max(peerAck, this._lastSeq - this._out.length);
     return true;
   }
 
@@ -153,9 +155,10 @@ export class Session {
     }
     for (let i = this._out.length - (this._lastSeq - this._written); i < this._out.length; i++) {
       const e = this._out[i];
-      if (batch && bytes + 1 + e.bytes > maxBytes) break;
+      const add = (batch ? 1 : 0) + e.bytes;
+      if (batch && bytes + add > maxBytes) break;
       batch += (batch ? '\n' : '') + e.line;
-      bytes += 1 + e.bytes;
+      bytes += add;
       this._written = e.frame.s;
     }
     return batch;

@@ -101,7 +101,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (this.state === 'closed') throw new Error('cometsocket: send() on a closed socket');
     const p = encodePayload(data);
     const n = this._session.push(p[0], p[1], this._lim.payload);
-    if (n === -2) throw new RangeError('cometsocket: message larger than the limit of ' + this._lim.payload + ' bytes');
+    if (n === -2) throw new RangeError('cometsocket: message larger than ' + Math.min(this._lim.payload, this._o.maxBufferedBytes) + ' bytes');
     if (n < 0) return !(this._full = true);
     this._flush();
     return true;
