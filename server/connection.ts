@@ -59,6 +59,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     return this.link ? this.link.name : null;
   }
 
+  get written(): number {
+    return this.session.writtenSeq;
+  }
+
   /** Bytes sent to the client and not yet acknowledged. */
   get bufferedAmount(): number {
     return this.session.bufferedBytes;

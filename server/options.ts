@@ -29,13 +29,15 @@ export interface ServerOptions {
   pingTimeout?: number;
   /** Longest a poll is held, ms; must be below pingInterval + pingTimeout. @default 25000 */
   pollTimeout?: number;
+  /** A streaming response is ended (and reopened by the client) after this many bytes. @default 262144 */
+  streamLimit?: number;
   /** Delay before acknowledging received messages when nothing else is sent, ms. @default 50 */
   ackDelay?: number;
   /** Seconds a client should wait when the server is full. @default 5 */
   retryAfter?: number;
   /** Serve the browser bundle at `${path}/cometsocket.min.js`. @default true */
   serveClient?: boolean;
-  /** Server transports, by name. @default WebSocket and long polling */
+  /** Server transports, by name. @default every transport */
   transports?: readonly ServerTransport[];
   /** Where sessions live. @default a new MemoryStore */
   store?: SessionStore;
@@ -59,6 +61,7 @@ export function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     pingInterval: d(o.pingInterval, 25000),
     pingTimeout: d(o.pingTimeout, 20000),
     pollTimeout: d(o.pollTimeout, 25000),
+    streamLimit: d(o.streamLimit, 262144),
     ackDelay: d(o.ackDelay, 50),
     retryAfter: d(o.retryAfter, 5),
     serveClient: d(o.serveClient, true),

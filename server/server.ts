@@ -12,7 +12,11 @@ import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } 
 import { serveClient } from './serve-client';
 import { MemoryStore, type SessionStore } from './store';
 import { NO_CACHE, refuse } from '../transports/http-server';
+import { iframeStreamingServer } from '../transports/iframe-streaming/server';
 import { longPollingServer } from '../transports/long-polling/server';
+import { shortPollingServer } from '../transports/short-polling/server';
+import { sseServer } from '../transports/sse/server';
+import { xhrStreamingServer } from '../transports/xhr-streaming/server';
 import type { LinkedConnection, Refusal, ServerLink, ServerTransport, TransportHub } from '../transports/server-types';
 import { webSocketServer } from '../transports/websocket/server';
 
@@ -50,7 +54,7 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     super();
     this.options = resolveServerOptions(options);
     this.store = options.store || new MemoryStore();
-    for (const t of options.transports || [webSocketServer(), longPollingServer()]) this.transports.set(t.name, t);
+    for (const t of options.transports || [webSocketServer(), sseServer(), xhrStreamingServer(), iframeStreamingServer(), longPollingServer(), shortPollingServer()]) this.transports.set(t.name, t);
     this.sweep = setInterval(() => {
       const now = Date.now();
       for (const c of Array.from(this.store.values())) c.tick(now);
@@ -64,6 +68,10 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
 
   get pollTimeout(): number {
     return this.options.pollTimeout;
+  }
+
+  get streamLimit(): number {
+    return this.options.streamLimit;
   }
 
   /** Open sessions. */
@@ -215,7 +223,7 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     return [pathname.slice(prefix.length), new URLSearchParams(q < 0 ? '' : url.slice(q + 1))];
   }
 
-  private originAllowed(origin: string, req: IncomingMessage): boolean {
+  originAllowed(origin: string, req: IncomingMessage): boolean {
     const allowed = this.options.allowedOrigins;
     if (allowed === '*') return true;
     if (typeof allowed === 'function') return allowed(origin, req);

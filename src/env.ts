@@ -34,6 +34,25 @@ export type HttpRequest = (
   done: (r: HttpResult) => void,
 ) => () => void;
 
+/** The subset of EventSource the sse transport uses. */
+export interface EventSourceLike {
+  onmessage: ((ev: { data: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  addEventListener(type: string, fn: () => void): void;
+  close(): void;
+}
+
+/** The subset of a page the iframe transport uses. */
+export interface PageLike {
+  document: {
+    createElement(tag: 'iframe'): { src: string; style: { display: string }; contentWindow: unknown; parentNode: { removeChild(n: unknown): void } | null };
+    body: { appendChild(n: unknown): void } | null;
+  };
+  addEventListener(type: 'message', fn: (ev: { data: unknown; origin: string; source: unknown }) => void): void;
+  removeEventListener(type: 'message', fn: (ev: { data: unknown; origin: string; source: unknown }) => void): void;
+  location: { protocol: string; host: string };
+}
+
 export interface Env {
   /** Wall clock, ms. */
   now(): number;
@@ -43,6 +62,14 @@ export interface Env {
   clearTimeout(id: unknown): void;
   /** WebSocket constructor, or undefined when there is none. */
   WebSocket: WebSocketConstructor | undefined;
+  /** XMLHttpRequest constructor (read incrementally by xhr-streaming), or undefined. */
+  XMLHttpRequest: (new () => XhrLike) | undefined;
+  /** EventSource constructor, or undefined. */
+  EventSource: (new (url: string) => EventSourceLike) | undefined;
+  /** The page (window with a document), or undefined outside a page. */
+  page: PageLike | undefined;
+  /** Where the transport that worked is remembered (localStorage when the page can use it). */
+  storage: { getItem(key: string): string | null; setItem(key: string, value: string): void } | undefined;
   /** HTTP requests, or undefined when neither XMLHttpRequest nor fetch exists. */
   request: HttpRequest | undefined;
   /**
@@ -60,13 +87,14 @@ const g: Record<string, unknown> =
       ? (self as unknown as Record<string, unknown>)
       : {};
 
-interface XhrLike {
+export interface XhrLike {
   open(method: string, url: string): void;
   send(body: string | null): void;
   abort(): void;
   setRequestHeader(name: string, value: string): void;
   getResponseHeader(name: string): string | null;
   onreadystatechange: (() => void) | null;
+  onprogress?: (() => void) | null;
   readyState: number;
   status: number;
   responseText: string;
@@ -163,6 +191,15 @@ export function httpUrl(url: string): string {
   return url;
 }
 
+function localStore(): Env['storage'] {
+  try {
+    // Reading localStorage throws where storage is blocked (some privacy settings, sandboxed frames).
+    return g.localStorage as Env['storage'];
+  } catch {
+    return undefined;
+  }
+}
+
 const WAKE_EVENTS = ['visibilitychange', 'online', 'focus', 'pageshow'];
 
 /** The environment read from the host's globals, with `overrides` applied (a key set to undefined removes it). */
@@ -180,6 +217,10 @@ export function defaultEnv(overrides?: Partial<Env>): Env {
     setTimeout: (fn, ms) => setTimeout(fn, ms),
     clearTimeout: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
     WebSocket: g.WebSocket as WebSocketConstructor | undefined,
+    XMLHttpRequest: Xhr,
+    EventSource: g.EventSource as Env['EventSource'],
+    page: doc && typeof g.addEventListener === 'function' ? (g as unknown as PageLike) : undefined,
+    storage: localStore(),
     request: Xhr ? xhrRequest(Xhr) : f ? fetchRequest(f.bind(g) as FetchLike) : undefined,
     onWake(fn) {
       for (let i = 0; i < targets.length; i++)

@@ -1,2 +1,2 @@
 /** The script-tag build: `window.CometSocket`, with every transport included. */
-export { connect, Socket, allTransports, webSocket, longPolling, CloseCode, isRetryable, PROTOCOL_VERSION } from './index';
+export { connect, Socket, allTransports, webSocket, sse, xhrStreaming, iframeStreaming, longPolling, shortPolling, CloseCode, isRetryable, PROTOCOL_VERSION } from './index';

@@ -6,11 +6,59 @@
 import type { Env } from './env';
 import type { Transport } from '../transports/types';
 
-/** The transports this environment supports, in the order given. */
+/**
+ * The transports this environment supports, in the order given, keeping only the first
+ * streaming transport supported (the best this browser has; the others would fail the same way).
+ */
 export function supportedTransports(list: readonly Transport[], env: Env): Transport[] {
   const out: Transport[] = [];
-  for (let i = 0; i < list.length; i++) if (list[i].supported(env)) out.push(list[i]);
+  let stream = false;
+  for (let i = 0; i < list.length; i++) {
+    const t = list[i];
+    if (t.supported(env) && !(t.stream && stream)) {
+      out.push(t);
+      stream = stream || !!t.stream;
+    }
+  }
   return out;
+}
+
+/** Where what worked is remembered (localStorage, sessionStorage, or anything shaped like them). */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
+/** The transport that worked last time for `key`, if still fresh: its index in `list`, or -1. */
+export function recall(storage: StorageLike | null | undefined, key: string, list: readonly Transport[], now: number): number {
+  try {
+    const m = storage && JSON.parse(storage.getItem(key) || 'null');
+    if (m && m.x > now) for (let i = 0; i < list.length; i++) if (list[i].name === m.t) return i;
+  } catch {
+    /* unreadable or blocked storage: remember nothing */
+  }
+  return -1;
+}
+
+/** Remember that `name` worked for `key` until `now + ttl`. */
+export function remember(storage: StorageLike | null | undefined, key: string, name: string, now: number, ttl: number): void {
+  try {
+    if (storage) storage.setItem(key, JSON.stringify({ t: name, x: now + ttl }));
+  } catch {
+    /* full or blocked storage */
+  }
+}
+
+/** Race order over `count` candidates: `first` (what worked last time) leads, the rest keep their order. */
+export function raceOrder(count: number, first: number): number[] {
+  const order: number[] = first >= 0 ? [first] : [];
+  for (let i = 0; i < count; i++) if (i !== first) order.push(i);
+  return order;
+}
+
+/** The next better candidate to probe after `tried` (-1 at first) while `current` carries the session; -1 when none is left. */
+export function nextUpgrade(current: number, tried: number): number {
+  return tried + 1 < current ? tried + 1 : -1;
 }
 
 /**
@@ -50,7 +98,3 @@ export class Race {
   }
 }
 
-/** Whether a session carried by candidate `current` should try to move up the list. */
-export function canUpgrade(current: number): boolean {
-  return current > 0;
-}

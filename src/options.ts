@@ -59,6 +59,10 @@ export interface SocketOptions {
   connectTimeout?: number;
   /** Timeout of HTTP requests the server answers at once (handshakes, POSTs), ms. @default 10000 */
   requestTimeout?: number;
+  /** A streaming response whose first frame has not arrived by then is buffered by a proxy: move on, ms. @default 1500 */
+  probeTimeout?: number;
+  /** Delay between short polls, ms. @default 1000 */
+  pollInterval?: number;
   /** First reconnect window, ms (full jitter: the delay is random within the window). @default 500 */
   backoffBase?: number;
   /** Largest reconnect window, ms. @default 15000 */
@@ -77,6 +81,8 @@ export interface SocketOptions {
   ackDelay?: number;
   /** Move to a better transport in the background when the session started on a fallback. @default true */
   upgrade?: boolean;
+  /** Remember the transport that worked per endpoint for this long, ms (0: never). @default 3600000 */
+  rememberFor?: number;
   /** WebSocket constructor to use (e.g. from the `ws` package under Node). @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor;
   /** Log each decision (negotiation, reconnects) with its reason: true for console.debug, or a function. */
@@ -91,6 +97,8 @@ export interface ResolvedOptions {
   headStart: number;
   connectTimeout: number;
   requestTimeout: number;
+  probeTimeout: number;
+  pollInterval: number;
   backoffBase: number;
   backoffCap: number;
   maxAttempts: number;
@@ -100,6 +108,7 @@ export interface ResolvedOptions {
   maxPayload: number;
   ackDelay: number;
   upgrade: boolean;
+  rememberFor: number;
   log: ((message: string) => void) | null;
 }
 
@@ -107,6 +116,8 @@ const DEFAULTS = {
   headStart: 250,
   connectTimeout: 10000,
   requestTimeout: 10000,
+  probeTimeout: 1500,
+  pollInterval: 1000,
   backoffBase: 500,
   backoffCap: 15000,
   maxAttempts: Infinity,
@@ -115,6 +126,7 @@ const DEFAULTS = {
   maxPayload: 1048576,
   ackDelay: 50,
   upgrade: true,
+  rememberFor: 3600000,
 };
 
 export function resolveOptions(o: SocketOptions, fallback: readonly Transport[] = []): ResolvedOptions {

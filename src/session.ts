@@ -74,6 +74,11 @@ export class Session {
     return this._received;
   }
 
+  /** Highest sequence number written to the current transport. */
+  get writtenSeq(): number {
+    return this._written;
+  }
+
   /** Messages received but not yet acknowledged to the peer. */
   get ackOwed(): number {
     return this._received - this._ackSent;

@@ -8,7 +8,7 @@ import { backoffDelay } from './backoff';
 import { CloseCode, isRetryable } from './close-codes';
 import { defaultEnv, httpUrl, type Env } from './env';
 import { decodeBatch, encodeFrame, PROTOCOL_VERSION, type Frame, type Limits } from './frame';
-import { canUpgrade, Race, supportedTransports } from './negotiate';
+import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports } from './negotiate';
 import { resolveOptions, type ResolvedOptions, type SocketEvents, type SocketOptions, type SocketState } from './options';
 import { decodePayload, encodePayload, type Payload } from './payload';
 import { Receipt, Session } from './session';
@@ -52,6 +52,10 @@ export class Socket extends EventEmitter<SocketEvents> {
   private _race: Race | null = null;
   private _attempt = 0;
   private _upgrades = 0;
+  /** Candidate index of the last upgrade probe in this cycle (-1: none yet). */
+  private _tried = -1;
+  /** Race order: candidate indexes, what worked last time first. */
+  private _order: number[] = [];
   private _lastHeard = 0;
   private _retryAt = 0;
   private _pongOwed = false;
@@ -74,6 +78,8 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._settings = {
       url: httpUrl(url),
       requestTimeout: o.requestTimeout,
+      probeTimeout: o.probeTimeout,
+      pollInterval: o.pollInterval,
       get holdTimeout() {
         return self._hb + self._hto + o.requestTimeout;
       },
@@ -148,6 +154,9 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _negotiate(): void {
     if (!this._list.length) return this._finish(CloseCode.NoTransport, 'no supported transport', false);
+    const first = this._o.rememberFor > 0 ? recall(this._env.storage, this._key(), this._list, this._env.now()) : -1;
+    if (first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
+    this._order = raceOrder(this._list.length, first);
     this._race = new Race(this._list.length);
     this._later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
     this._startNext();
@@ -157,7 +166,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const race = this._race!;
     const i = race.start();
     if (i < 0) return;
-    this._openLink(i, false);
+    this._openLink(this._order[i], false);
     if (this._race === race && race.headStartOver()) this._later('race', () => this._startNext(), this._o.headStart);
   }
 
@@ -281,7 +290,9 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._log(link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
     this._current = link;
     this._attempt = 0;
+    this._tried = -1;
     if (link.index === 0) this._upgrades = 0;
+    if (this._o.rememberFor > 0) remember(this._env.storage, this._key(), link.name, this._env.now(), this._o.rememberFor);
     this.state = 'open';
     this._beat();
     this._scheduleUpgrade();
@@ -365,16 +376,25 @@ export class Socket extends EventEmitter<SocketEvents> {
     if ((this.state as SocketState) !== 'closed') this._negotiate();
   }
 
+  /** While on a fallback, probe the better transports one at a time, best first, with backoff. */
   private _scheduleUpgrade(): void {
     const link = this._current;
-    if (!this._o.upgrade || !link || !canUpgrade(link.index)) return;
+    if (!this._o.upgrade || !link || link.index === 0) return;
+    let next = nextUpgrade(link.index, this._tried);
+    if (next < 0) next = nextUpgrade(link.index, -1);
+    this._tried = next;
     const delay = backoffDelay(++this._upgrades, { base: 1000, cap: 60000 }, this._env.random());
+    this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
     this._later('upgrade', () => {
       if (this._current !== link) return;
-      this._openLink(0, true);
+      this._openLink(next, true);
       const probe = this._links[this._links.length - 1];
       this._later('probe', () => probe && this._onLinkClosed(probe, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
     }, delay);
+  }
+
+  private _key(): string {
+    return 'cometsocket:' + this._settings.url;
   }
 
   private _finish(code: number, reason: string, wasClean: boolean): void {

@@ -29,29 +29,34 @@ export function httpClose(r: HttpResult, what: string): TransportClose {
   return info;
 }
 
-/** The POST half: sends one batch at a time to `${url}/${name}`. */
+/**
+ * The POST half: sends one batch at a time to `${url}/${name}`. `stop()` stops listening but lets
+ * a POST in flight finish: it may carry the last frames (or the close frame) of the session.
+ */
 export function poster(
   name: string,
   s: TransportSettings,
   hooks: TransportHooks,
   env: Env,
   fail: (info: TransportClose) => void,
-): { readonly busy: boolean; send(batch: string): void; abort(): void } {
-  let abort: (() => void) | null = null;
+): { readonly busy: boolean; send(batch: string): void; stop(): void } {
+  let busy = false;
+  let stopped = false;
   return {
     get busy() {
-      return abort !== null;
+      return busy;
     },
     send(batch) {
-      abort = env.request!('POST', endpoint(s.url, name, hooks.query(false)), batch, s.requestTimeout, (r) => {
-        abort = null;
+      busy = true;
+      env.request!('POST', endpoint(s.url, name, hooks.query(false)), batch, s.requestTimeout, (r) => {
+        busy = false;
+        if (stopped) return;
         if (r.status >= 200 && r.status < 300) hooks.writable();
         else fail(httpClose(r, 'POST'));
       });
     },
-    abort() {
-      if (abort) abort();
-      abort = null;
+    stop() {
+      stopped = true;
     },
   };
 }

@@ -42,6 +42,8 @@ export interface LinkedConnection {
   detach(link: ServerLink): void;
   /** The link carrying the session now. */
   readonly link: ServerLink | null;
+  /** Highest data sequence number written so far (carried, not interpreted: e.g. SSE event ids). */
+  readonly written: number;
 }
 
 /** What the server offers its transports. */
@@ -50,6 +52,10 @@ export interface TransportHub {
   readonly maxBatch: number;
   /** How long a poll may be held, ms. */
   readonly pollTimeout: number;
+  /** Bytes after which a streaming response is ended so the client reopens it. */
+  readonly streamLimit: number;
+  /** Whether `origin` may use this server (for transports that learn it from the query). */
+  originAllowed(origin: string, req: IncomingMessage): boolean;
   /** Open or resume the session the handshake query names, carried by `link`. */
   handshake(query: URLSearchParams, req: IncomingMessage, link: ServerLink): LinkedConnection | Refusal;
   /** The session a poll or POST names. */

@@ -42,12 +42,18 @@ export interface TransportSettings {
   requestTimeout: number;
   /** Timeout for a request the server may hold (a poll), ms. */
   holdTimeout: number;
+  /** A stream whose first bytes have not arrived by then is buffered by a proxy: give it up, ms. */
+  probeTimeout: number;
+  /** Delay between short polls, ms. */
+  pollInterval: number;
 }
 
 /** A transport as passed to `connect({ transports: [...] })`. */
 export interface Transport {
   /** Its name on the wire and in `socket.transport`, e.g. "websocket". */
   readonly name: string;
+  /** A streaming transport: negotiation tries only the first streaming transport supported. */
+  readonly stream?: boolean;
   /** Whether this environment can run it. */
   supported(env: Env): boolean;
   open(settings: TransportSettings, hooks: TransportHooks, env: Env): ClientTransport;

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { canUpgrade, Race, supportedTransports } from '../../src/negotiate';
+import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports, type StorageLike } from '../../src/negotiate';
 import type { Env } from '../../src/env';
 import type { Transport } from '../../transports/types';
 
-function fakeTransport(name: string, supported: (env: Env) => boolean): Transport {
+function fakeTransport(name: string, supported: (env: Env) => boolean, stream?: boolean): Transport {
   return {
     name,
+    stream,
     supported,
     open() {
       throw new Error('not opened in unit tests');
@@ -186,14 +187,56 @@ describe('Race', () => {
   });
 });
 
-describe('canUpgrade', () => {
-  it('is false on the first (best) candidate', () => {
-    expect(canUpgrade(0)).toBe(false);
+describe('supportedTransports with streaming transports', () => {
+  const env = {} as Env;
+  const yes = () => true;
+  const no = () => false;
+  it('keeps only the first supported streaming transport, in place', () => {
+    const list = [fakeTransport('ws', no), fakeTransport('sse', no, true), fakeTransport('xhr', yes, true), fakeTransport('iframe', yes, true), fakeTransport('lp', yes)];
+    expect(supportedTransports(list, env).map((t) => t.name)).toEqual(['xhr', 'lp']);
   });
+  it('keeps a forced streaming transport alone', () => {
+    expect(supportedTransports([fakeTransport('iframe', yes, true)], env).map((t) => t.name)).toEqual(['iframe']);
+  });
+});
 
-  it('is true on any later candidate', () => {
-    expect(canUpgrade(1)).toBe(true);
-    expect(canUpgrade(2)).toBe(true);
-    expect(canUpgrade(7)).toBe(true);
+describe('remembering what worked', () => {
+  const list = [fakeTransport('websocket', () => true), fakeTransport('sse', () => true, true), fakeTransport('long-polling', () => true)];
+  const store = (): StorageLike & { data: Record<string, string> } => {
+    const data: Record<string, string> = {};
+    return { data, getItem: (k) => (k in data ? data[k] : null), setItem: (k, v) => void (data[k] = v) };
+  };
+  it('recalls a remembered transport until it expires', () => {
+    const s = store();
+    remember(s, 'k', 'long-polling', 1000, 500);
+    expect(recall(s, 'k', list, 1200)).toBe(2);
+    expect(recall(s, 'k', list, 1500)).toBe(-1);
+    expect(recall(s, 'other', list, 1200)).toBe(-1);
+  });
+  it('ignores unknown names, garbage, missing or throwing storage', () => {
+    const s = store();
+    remember(s, 'k', 'carrier-pigeon', 0, 1e9);
+    expect(recall(s, 'k', list, 1)).toBe(-1);
+    s.data.k = '{not json';
+    expect(recall(s, 'k', list, 1)).toBe(-1);
+    expect(recall(undefined, 'k', list, 1)).toBe(-1);
+    const throwing: StorageLike = { getItem: () => { throw new Error('blocked'); }, setItem: () => { throw new Error('full'); } };
+    expect(recall(throwing, 'k', list, 1)).toBe(-1);
+    expect(() => remember(throwing, 'k', 'sse', 1, 1)).not.toThrow();
+  });
+  it('puts the remembered candidate first and keeps the rest in order', () => {
+    expect(raceOrder(4, -1)).toEqual([0, 1, 2, 3]);
+    expect(raceOrder(4, 2)).toEqual([2, 0, 1, 3]);
+    expect(raceOrder(4, 0)).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe('nextUpgrade', () => {
+  it('probes every better candidate, best first, then says none is left', () => {
+    expect(nextUpgrade(0, -1)).toBe(-1);
+    expect(nextUpgrade(3, -1)).toBe(0);
+    expect(nextUpgrade(3, 0)).toBe(1);
+    expect(nextUpgrade(3, 1)).toBe(2);
+    expect(nextUpgrade(3, 2)).toBe(-1);
   });
 });

@@ -1,0 +1,153 @@
+/**
+ * The server half of every HTTP transport: a GET that carries server frames and a POST that
+ * carries client frames. Transports differ only in how a GET response is shaped (`HttpFormat`)
+ * and how long it lives (`mode`):
+ *  - 'poll'   long polling: held until there is output or the poll timeout, one batch, then ended;
+ *  - 'now'    short polling: answered at once, even when empty;
+ *  - 'stream' streaming: kept open, one chunk per batch, ended after `streamLimit` bytes so the
+ *             client's document or buffer does not grow without bound (the client reopens).
+ * A GET with `v` is the handshake; without it, it continues the session (and carries `ack`, so
+ * whatever a lost response carried is written again).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { handlePost, NO_CACHE, refuse } from './http-server';
+import { isRefusal, type LinkedConnection, type Refusal, type ServerLink, type ServerTransport, type TransportHub } from './server-types';
+
+export interface HttpFormat {
+  readonly contentType: string;
+  /** Written first on every response (streams: padding so proxies and browsers flush at once). */
+  prelude(query: URLSearchParams): string;
+  /** One batch as written on this response. `seq` is the highest data sequence number it carries. */
+  batch(batch: string, seq: number): string;
+  /** Written last when the server ends a stream to recycle it. */
+  readonly end: string;
+  /** Checks the query of a GET (e.g. the iframe's parent origin); a refusal when it is bad. */
+  check?(query: URLSearchParams, hub: TransportHub, req: IncomingMessage): Refusal | null;
+}
+
+/** Padding for stream preludes: 2 KiB, enough for browsers and proxies that hold back the first bytes. */
+export const PAD = ' '.repeat(2048);
+
+export type HttpMode = 'poll' | 'now' | 'stream';
+
+class HttpLink implements ServerLink {
+  conn: LinkedConnection | null = null;
+  private res: ServerResponse | null = null;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private sent = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly format: HttpFormat,
+    private readonly mode: HttpMode,
+    private readonly hub: TransportHub,
+  ) {}
+
+  get holding(): boolean {
+    return this.res !== null;
+  }
+
+  /** Take `res` as this link's response and write what is waiting. */
+  hold(res: ServerResponse, query: URLSearchParams): void {
+    res.writeHead(200, {
+      ...NO_CACHE,
+      'Content-Type': this.format.contentType,
+      // nginx and others buffer proxied responses unless told not to.
+      'X-Accel-Buffering': 'no',
+    });
+    const prelude = this.format.prelude(query);
+    if (prelude) res.write(prelude);
+    this.res = res;
+    this.sent = 0;
+    res.on('close', () => {
+      if (this.res === res) this.release();
+    });
+    const c = this.conn!;
+    if (c.hasOutput || this.mode === 'now') this.notify();
+    else if (this.mode === 'poll') this.timer = setTimeout(() => this.finish(), this.hub.pollTimeout);
+  }
+
+  notify(): void {
+    const res = this.res;
+    const c = this.conn;
+    if (!res || !c) return;
+    if (c.link !== this) return this.finish();
+    const b = c.take();
+    if (b || this.mode !== 'stream') res.write(this.format.batch(b, c.written));
+    this.sent += b.length;
+    if (this.mode !== 'stream') this.finish();
+    else if (this.sent >= this.hub.streamLimit) this.finish(this.format.end);
+  }
+
+  /** End the held response (with `tail` written last). */
+  finish(tail = ''): void {
+    const res = this.res;
+    if (!res) return;
+    this.release();
+    res.end(tail);
+  }
+
+  end(abort?: boolean): void {
+    const res = this.res;
+    if (abort && res) {
+      this.release();
+      res.destroy();
+    } else this.finish(this.format.end);
+  }
+
+  private release(): void {
+    this.res = null;
+    clearTimeout(this.timer);
+  }
+}
+
+function get(name: string, format: HttpFormat, mode: HttpMode, req: IncomingMessage, res: ServerResponse, query: URLSearchParams, hub: TransportHub): void {
+  const bad = format.check && format.check(query, hub, req);
+  if (bad) return refuse(res, bad);
+  if (query.has('v')) {
+    const link = new HttpLink(name, format, mode, hub);
+    const conn = hub.handshake(query, req, link);
+    if (isRefusal(conn)) return refuse(res, conn);
+    link.conn = conn;
+    return link.hold(res, query);
+  }
+  const conn = hub.find(query);
+  if (isRefusal(conn)) return refuse(res, conn);
+  const link = conn.link;
+  if (!(link instanceof HttpLink) || link.name !== name) {
+    return refuse(res, { status: 409, code: 4409, reason: 'the session is carried by ' + (link ? link.name : 'no transport') });
+  }
+  if (link.holding) {
+    link.finish(format.end);
+    return refuse(res, { status: 409, code: 4409, reason: 'another request is pending for this session' });
+  }
+  const ack = Number(query.get('ack') ?? req.headers['last-event-id']);
+  if (!Number.isSafeInteger(ack) || ack < 0) return refuse(res, { status: 400, code: 4400, reason: 'bad ack' });
+  const r = conn.rewind(ack);
+  if (r) return refuse(res, r);
+  conn.touch();
+  link.hold(res, query);
+}
+
+/** A server transport over HTTP: GET shaped by `format` and `mode`, POST for client frames. */
+export function httpTransport(name: string, format: HttpFormat, mode: HttpMode): ServerTransport {
+  return {
+    name,
+    request(req, res, query, hub) {
+      if (req.method === 'POST') return handlePost(req, res, query, hub);
+      if (req.method !== 'GET') {
+        req.resume();
+        return refuse(res, { status: 405, code: 4400, reason: 'method not allowed' });
+      }
+      get(name, format, mode, req, res, query, hub);
+    },
+  };
+}
+
+/** Batches as they are: the long- and short-polling response body. */
+export const plainFormat: HttpFormat = {
+  contentType: 'text/plain; charset=UTF-8',
+  prelude: () => '',
+  batch: (b) => b,
+  end: '',
+};

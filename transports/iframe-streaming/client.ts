@@ -1,0 +1,40 @@
+/**
+ * iframe-streaming ("forever frame"), client side: a hidden iframe loads a document the server
+ * keeps open; each <script> in it hands a batch to this page by postMessage. Only messages from
+ * that iframe's window, from the endpoint's origin, with this stream's id are taken.
+ */
+import { streamTransport, type StreamOpener } from '../stream';
+
+interface StreamMessage {
+  cometsocket?: unknown;
+  b?: unknown;
+}
+
+const open: StreamOpener = (url, h, env) => {
+  const page = env.page!;
+  const origin = (/^https?:\/\/[^/]+/i.exec(url) || [''])[0].toLowerCase();
+  const id = Math.floor(env.random() * 0x7fffffff).toString(36) + env.now().toString(36);
+  const frame = page.document.createElement('iframe');
+  frame.style.display = 'none';
+  frame.src = url + '&i=' + id + '&po=' + encodeURIComponent(page.location.protocol + '//' + page.location.host);
+  const onMessage = (ev: { data: unknown; origin: string; source: unknown }): void => {
+    const m = ev.data as StreamMessage | null;
+    if (ev.source !== frame.contentWindow || ev.origin.toLowerCase() !== origin || !m || m.cometsocket !== id) return;
+    if (typeof m.b === 'string') h.data(m.b);
+    else {
+      stop();
+      h.end(200);
+    }
+  };
+  const stop = (): void => {
+    page.removeEventListener('message', onMessage);
+    frame.src = 'about:blank';
+    if (frame.parentNode) frame.parentNode.removeChild(frame);
+  };
+  page.addEventListener('message', onMessage);
+  page.document.body!.appendChild(frame);
+  return stop;
+};
+
+/** iframe-streaming: `connect(url, { transports: [iframeStreaming] })`. */
+export const iframeStreaming = streamTransport('iframe-streaming', (env) => !!env.page && !!env.page.document.body && !!env.request, open);

@@ -1,0 +1,82 @@
+/**
+ * Streaming, client side, shared by xhr-streaming, sse and iframe-streaming: one long response
+ * carries server frames, POST carries client batches. The first response is the handshake. A
+ * response whose first frame has not arrived within `probeTimeout` is being buffered by a proxy:
+ * the transport fails so negotiation moves on. A stream the server ends after carrying frames was
+ * recycled (so the page's buffer or document stays bounded) and is reopened at once.
+ */
+import type { Env } from '../src/env';
+import { httpClose, poster } from './http';
+import { endpoint, type ClientTransport, type Transport, type TransportClose, type TransportSettings } from './types';
+
+export interface StreamHandlers {
+  /** A batch arrived. */
+  data(batch: string): void;
+  /** The stream ended: HTTP status 200 when the server ended it, else the status or 0. */
+  end(status: number): void;
+}
+
+/** Opens one stream response at `url`; returns a function that stops it silently. */
+export type StreamOpener = (url: string, h: StreamHandlers, env: Env, s: TransportSettings) => () => void;
+
+export function streamTransport(name: string, supported: (env: Env) => boolean, opener: StreamOpener): Transport {
+  return {
+    name,
+    stream: true,
+    supported,
+    open(s, hooks, env): ClientTransport {
+      let done = false;
+      let ready = false;
+      let stop: (() => void) | null = null;
+      let probe: unknown;
+      const fail = (info: TransportClose): void => {
+        if (done) return;
+        t.close();
+        hooks.closed(info);
+      };
+      const post = poster(name, s, hooks, env, fail);
+      const start = (handshake: boolean): void => {
+        let got = false;
+        probe = env.setTimeout(() => fail({ code: 1006, reason: name + ': no frame within ' + s.probeTimeout + ' ms (buffered by a proxy?)' }), s.probeTimeout);
+        stop = opener(
+          endpoint(s.url, name, hooks.query(handshake)),
+          {
+            data(b) {
+              if (done) return;
+              if (!got) env.clearTimeout(probe);
+              got = true;
+              hooks.data(b);
+              if (!ready && !done) {
+                ready = true;
+                hooks.writable();
+              }
+            },
+            end(status) {
+              if (done) return;
+              env.clearTimeout(probe);
+              stop = null;
+              if (status === 200 && got) start(false);
+              else fail(httpClose({ status: status === 200 ? 0 : status, body: '', retryAfter: null }, name));
+            },
+          },
+          env,
+          s,
+        );
+      };
+      const t: ClientTransport = {
+        get canSend() {
+          return ready && !done && !post.busy;
+        },
+        send: post.send,
+        close() {
+          done = true;
+          env.clearTimeout(probe);
+          if (stop) stop();
+          post.stop();
+        },
+      };
+      start(true);
+      return t;
+    },
+  };
+}
