@@ -40,6 +40,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   private lastPing = Date.now();
   private since = 0;
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Output is scheduled for the end of this task: sends of one task go out as one batch. */
+  private queued = false;
 
   constructor(
     readonly id: string,
@@ -87,7 +89,13 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       this.fail({ status: 507, code: 4507, reason: 'client is not reading: send buffer full' });
       return false;
     }
-    if (this.link) this.link.notify();
+    if (!this.queued) {
+      this.queued = true;
+      queueMicrotask(() => {
+        this.queued = false;
+        if (this.link) this.link.notify();
+      });
+    }
     return true;
   }
 
@@ -204,7 +212,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     } else if (link) {
       if (now - this.lastSeen > o.pingInterval + o.pingTimeout) {
         this.detach(link);
-        link.end(true);
+        link.end(-1);
       } else if (now - this.lastPing >= o.pingInterval) {
         this.lastPing = now;
         this.ctrl.push(PING);
@@ -216,7 +224,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   }
 
   private scheduleAck(): void {
-    if (!this.session.ackOwed || !this.link) return;
+    if (!this.session.ackOwed || !this.link || this.queued) return;
     if (this.session.ackOwed >= ACK_EVERY) this.link.notify();
     else if (!this.ackTimer) {
       this.ackTimer = setTimeout(() => {
@@ -235,7 +243,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       this.closeFrame = encodeFrame({ t: 'c', c: code, r: reason });
       this.lastSeen = Date.now();
       link.notify();
-      if ((this.state as ConnectionState) === 'closed') link.end();
+      if ((this.state as ConnectionState) === 'closed') link.end(code, reason);
     } else if (tell) {
       // Nobody to tell now: keep the close frame for the next poll or resume, until the deadline.
       this.state = 'closing';
@@ -243,7 +251,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       this.lastSeen = Date.now();
     } else {
       this.gone();
-      if (link) link.end();
+      if (link) link.end(code, reason);
     }
     this.emit('close', code, reason);
   }

@@ -51,6 +51,17 @@ export function isRetryable(code: number): boolean {
   return FATAL.indexOf(code) < 0;
 }
 
+/**
+ * The codes a server's close frame may carry without ending the session: the client reconnects
+ * and resumes (going away, internal error, heartbeat, conflict, overload). Any other code in a
+ * close frame ends the session: a close frame is the server's decision, not a broken transport.
+ */
+export function isTransient(code: number): boolean {
+  return TRANSIENT.indexOf(code) >= 0;
+}
+
+const TRANSIENT: number[] = [CloseCode.GoingAway, CloseCode.InternalError, CloseCode.HeartbeatTimeout, CloseCode.Conflict, CloseCode.Overloaded];
+
 const FATAL: number[] = [
   CloseCode.Normal,
   CloseCode.MessageTooBig,

@@ -59,6 +59,8 @@ export interface Env {
   /** A number in [0, 1). */
   random(): number;
   setTimeout(fn: () => void, ms: number): unknown;
+  /** Run `fn` once the current task is done (a microtask where there are any). */
+  defer(fn: () => void): void;
   clearTimeout(id: unknown): void;
   /** WebSocket constructor, or undefined when there is none. */
   WebSocket: WebSocketConstructor | undefined;
@@ -191,6 +193,14 @@ export function httpUrl(url: string): string {
   return url;
 }
 
+function deferrer(): (fn: () => void) => void {
+  const qm = g.queueMicrotask as ((fn: () => void) => void) | undefined;
+  const P = g.Promise as { resolve(): { then(fn: () => void): void } } | undefined;
+  if (typeof qm === 'function') return (fn) => qm.call(g, fn);
+  if (P) return (fn) => P.resolve().then(fn);
+  return (fn) => setTimeout(fn, 0);
+}
+
 function localStore(): Env['storage'] {
   try {
     // Reading localStorage throws where storage is blocked (some privacy settings, sandboxed frames).
@@ -216,6 +226,7 @@ export function defaultEnv(overrides?: Partial<Env>): Env {
     random: () => Math.random(),
     setTimeout: (fn, ms) => setTimeout(fn, ms),
     clearTimeout: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
+    defer: deferrer(),
     WebSocket: g.WebSocket as WebSocketConstructor | undefined,
     XMLHttpRequest: Xhr,
     EventSource: g.EventSource as Env['EventSource'],

@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import { backoffDelay } from './backoff';
-import { CloseCode, isRetryable } from './close-codes';
+import { CloseCode, isRetryable, isTransient } from './close-codes';
 import { defaultEnv, httpUrl, type Env } from './env';
 import { decodeBatch, encodeFrame, PROTOCOL_VERSION, type Frame, type Limits } from './frame';
 import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports } from './negotiate';
@@ -27,6 +27,8 @@ interface Link {
   /** The session this link asked to resume, or '' for a new session. */
   sid: string;
   dead: boolean;
+  /** A race loser's own session (sid, tok), so its close frame goes to that session. */
+  own?: [string, string];
 }
 
 type TimerName = 'race' | 'connect' | 'retry' | 'beat' | 'ack' | 'upgrade' | 'probe';
@@ -59,6 +61,8 @@ export class Socket extends EventEmitter<SocketEvents> {
   private _lastHeard = 0;
   private _retryAt = 0;
   private _pongOwed = false;
+  /** A flush is scheduled for the end of this task: sends of one task go out as one batch. */
+  private _queued = false;
   private _full = false;
   private _timers: Partial<Record<TimerName, unknown>> = {};
   private readonly _unwake: () => void;
@@ -109,7 +113,13 @@ export class Socket extends EventEmitter<SocketEvents> {
     const n = this._session.push(p[0], p[1], this._lim.payload);
     if (n === -2) throw new RangeError('cometsocket: message larger than ' + Math.min(this._lim.payload, this._o.maxBufferedBytes) + ' bytes');
     if (n < 0) return !(this._full = true);
-    this._flush();
+    if (!this._queued) {
+      this._queued = true;
+      this._env.defer(() => {
+        this._queued = false;
+        this._flush();
+      });
+    }
     return true;
   }
 
@@ -117,9 +127,9 @@ export class Socket extends EventEmitter<SocketEvents> {
   close(code: number = CloseCode.Normal, reason = ''): void {
     if (code !== 1000 && (code < 3000 || code > 4999)) throw new RangeError('cometsocket: close code must be 1000 or 3000-4999');
     const link = this._current;
-    if (link && link.t && link.t.canSend) {
+    if (link && link.t) {
       const b = this._session.take(this._lim.batch);
-      link.t.send((b ? b + '\n' : '') + encodeFrame({ t: 'c', c: code, r: reason }));
+      link.t.sendLast((b ? b + '\n' : '') + encodeFrame({ t: 'c', c: code, r: reason }));
     }
     this._finish(code, reason, true);
   }
@@ -145,8 +155,10 @@ export class Socket extends EventEmitter<SocketEvents> {
     delete this._timers[name];
   }
 
-  private _query(open: boolean): string {
-    const s = this._sid ? 'sid=' + encodeURIComponent(this._sid) + '&tok=' + encodeURIComponent(this._tok) + '&ack=' + this._session.receivedSeq : '';
+  private _query(open: boolean, link: Link): string {
+    const sid = link.own ? link.own[0] : this._sid;
+    const tok = link.own ? link.own[1] : this._tok;
+    const s = sid ? 'sid=' + encodeURIComponent(sid) + '&tok=' + encodeURIComponent(tok) + '&ack=' + this._session.receivedSeq : '';
     return open ? 'v=' + PROTOCOL_VERSION + (s ? '&' + s : '') : s;
   }
 
@@ -179,7 +191,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       link.t = tr.open(
         this._settings,
         {
-          query: (open) => this._query(open),
+          query: (open) => this._query(open, link),
           data: (b) => this._onData(link, b),
           writable: () => link === this._current && this._flush(),
           closed: (info) => this._onLinkClosed(link, info),
@@ -263,14 +275,15 @@ export class Socket extends EventEmitter<SocketEvents> {
     }
     if (link !== this._current) return;
     if (this._session.ackOwed >= ACK_EVERY || this._pongOwed) this._flush();
-    else if (this._session.ackOwed && this._timers.ack === undefined) this._later('ack', () => this._flush(), this._o.ackDelay);
+    else if (this._session.ackOwed && !this._queued && this._timers.ack === undefined) this._later('ack', () => this._flush(), this._o.ackDelay);
   }
 
   private _onOpen(link: Link, f: Extract<Frame, { t: 'o' }>): void {
     if (f.v !== PROTOCOL_VERSION) return this._onLinkClosed(link, { code: CloseCode.UnsupportedVersion, reason: 'server speaks protocol ' + f.v });
     if (!link.sid && this._sid) {
-      // A new session opened by a race loser: tell the server to drop it.
-      if (link.t && link.t.canSend) link.t.send(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'lost the race' }));
+      // A new session opened by a race loser: tell the server to drop that session.
+      link.own = [f.sid, f.tok];
+      if (link.t) link.t.sendLast(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'lost the race' }));
       return this._closeLink(link);
     }
     if (link.sid ? f.sid !== this._sid || !this._session.resume(f.ack, 0) : !this._session.resume(0)) {
@@ -306,8 +319,8 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (code === CloseCode.UnknownSession) return this._onLinkClosed(link, { code, reason });
     this._closeLink(link);
     this._current = null;
-    if (code === CloseCode.Normal || !isRetryable(code)) this._finish(code, reason, true);
-    else this._lost({ code, reason, retryAfter });
+    if (isTransient(code)) this._lost({ code, reason, retryAfter });
+    else this._finish(code, reason, true);
   }
 
   // ---- sending -------------------------------------------------------------------------------

@@ -87,9 +87,9 @@ class HttpLink implements ServerLink {
     res.end(tail);
   }
 
-  end(abort?: boolean): void {
+  end(code?: number): void {
     const res = this.res;
-    if (abort && res) {
+    if (code !== undefined && code < 0 && res) {
       this.release();
       res.destroy();
     } else this.finish(this.format.end);

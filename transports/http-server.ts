@@ -15,9 +15,14 @@ export function sendBatch(res: ServerResponse, batch: string): void {
   res.end(batch);
 }
 
+/** The close frame of a refusal (with the retry delay in ms when it has one). */
+export function closeFrame(r: Refusal): string {
+  return encodeFrame(r.retryAfter !== undefined ? { t: 'c', c: r.code, r: r.reason, ra: r.retryAfter * 1000 } : { t: 'c', c: r.code, r: r.reason });
+}
+
 /** Answer a refusal: its HTTP status, a close frame as the body, Retry-After when it has one. */
 export function refuse(res: ServerResponse, r: Refusal): void {
-  const body = encodeFrame({ t: 'c', c: r.code, r: r.reason });
+  const body = closeFrame(r);
   const headers: Record<string, string | number> = { ...NO_CACHE, 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': Buffer.byteLength(body) };
   if (r.retryAfter !== undefined) headers['Retry-After'] = r.retryAfter;
   if (!res.headersSent) res.writeHead(r.status, headers);

@@ -39,21 +39,32 @@ export function poster(
   hooks: TransportHooks,
   env: Env,
   fail: (info: TransportClose) => void,
-): { readonly busy: boolean; send(batch: string): void; stop(): void } {
+): { readonly busy: boolean; send(batch: string): void; last(batch: string): void; stop(): void } {
   let busy = false;
   let stopped = false;
+  let final: string | null = null;
+  const send = (batch: string): void => {
+    busy = true;
+    env.request!('POST', endpoint(s.url, name, hooks.query(false)), batch, s.requestTimeout, (r) => {
+      busy = false;
+      if (final !== null) {
+        const b = final;
+        final = null;
+        send(b);
+      } else if (stopped) return;
+      else if (r.status >= 200 && r.status < 300) hooks.writable();
+      else fail(httpClose(r, 'POST'));
+    });
+  };
   return {
     get busy() {
       return busy;
     },
-    send(batch) {
-      busy = true;
-      env.request!('POST', endpoint(s.url, name, hooks.query(false)), batch, s.requestTimeout, (r) => {
-        busy = false;
-        if (stopped) return;
-        if (r.status >= 200 && r.status < 300) hooks.writable();
-        else fail(httpClose(r, 'POST'));
-      });
+    send,
+    last(batch) {
+      if (busy) final = batch;
+      else send(batch);
+      stopped = true;
     },
     stop() {
       stopped = true;

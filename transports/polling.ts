@@ -40,6 +40,7 @@ export function polling(name: string, short: boolean): Transport['open'] {
         return ready && !done && !post.busy;
       },
       send: post.send,
+      sendLast: post.last,
       close() {
         done = true;
         env.clearTimeout(wait);

@@ -20,8 +20,11 @@ export interface ServerLink {
   readonly name: string;
   /** The connection has output: take it (`conn.take()`) as soon as the transport can write. */
   notify(): void;
-  /** Stop carrying the session: write what is pending if possible, then end; `abort` drops the connection at once (a dead peer). */
-  end(abort?: boolean): void;
+  /**
+   * Stop carrying the session: end after what is written (a WebSocket closes with `code`).
+   * `code` -1 drops the connection at once (a dead peer).
+   */
+  end(code?: number, reason?: string): void;
 }
 
 /** What a transport may ask of a connection. */

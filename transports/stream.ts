@@ -68,6 +68,7 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
           return ready && !done && !post.busy;
         },
         send: post.send,
+      sendLast: post.last,
         close() {
           done = true;
           env.clearTimeout(probe);

@@ -30,6 +30,11 @@ export interface ClientTransport {
   readonly canSend: boolean;
   /** Write one encoded batch. */
   send(batch: string): void;
+  /**
+   * Write the last batch of this transport (a close frame) even when `canSend` is false: after
+   * whatever is in flight, and it still goes out if `close()` follows at once.
+   */
+  sendLast(batch: string): void;
   /** Stop at once, silently: no hook is called afterwards. */
   close(): void;
 }

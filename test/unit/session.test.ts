@@ -447,7 +447,7 @@ describe('Session.resume / rewind', () => {
     expect(dataSeqs(s.take())).toEqual([2, 3]);
   });
 
-  // BUG (src/session.ts, rewind() line 123 and take() line 151): rewind(peerAck) with a
+  // Regression guard (src/session.ts rewind/take): rewind(peerAck) with a
   // peerAck lower than an ack already received sets `_written` below the first buffered frame.
   // take() then starts at a negative index (_out.length - (_lastSeq - _written) < 0) and throws
   // "TypeError: Cannot read properties of undefined (reading 'line')". A stale long-poll whose

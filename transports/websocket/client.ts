@@ -16,13 +16,19 @@ function open(s: TransportSettings, hooks: TransportHooks, env: Env): ClientTran
     if (done) return;
     done = true;
     env.clearTimeout(drainTimer);
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    detach();
     try {
       ws.close();
     } catch {
       /* already closing */
     }
     hooks.closed({ code, reason });
+  };
+  // onerror stays a no-op: the `ws` package throws an 'error' event that nobody listens to
+  // (e.g. "closed before the connection was established").
+  const detach = (): void => {
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
   };
   const waitDrain = (): void => {
     drainTimer = env.setTimeout(() => {
@@ -52,11 +58,15 @@ function open(s: TransportSettings, hooks: TransportHooks, env: Env): ClientTran
       ws.send(batch);
       if (ws.bufferedAmount >= HIGH_WATER) waitDrain();
     },
+    sendLast(batch) {
+      // Closing right after is fine: a WebSocket sends what it buffered before its close frame.
+      if (!done && ws.readyState === 1) ws.send(batch);
+    },
     close() {
       if (done) return;
       done = true;
       env.clearTimeout(drainTimer);
-      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      detach();
       try {
         ws.close(1000);
       } catch {

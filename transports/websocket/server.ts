@@ -1,7 +1,17 @@
 /** WebSocket transport, server side (the `ws` package): one text message per batch. */
 import { WebSocketServer, type WebSocket } from 'ws';
-import { encodeFrame } from '../../src/frame';
+import { closeFrame } from '../http-server';
 import { isRefusal, type LinkedConnection, type Refusal, type ServerLink, type ServerTransport } from '../server-types';
+
+/** A close code `ws` accepts for ws.close(): ours (1000, 1001, 3000–4999) as they are, others as 1008. */
+function wsCode(code: number): number {
+  return code === 1000 || code === 1001 || (code >= 3000 && code <= 4999) ? code : 1008;
+}
+
+/** A close reason fits in 123 bytes. */
+function truncate(reason: string): string {
+  return Buffer.byteLength(reason) <= 123 ? reason : Buffer.from(reason).subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '');
+}
 
 /** Stop writing while this much waits in the socket; the session buffer (bounded) holds the rest. */
 const HIGH_WATER = 1 << 20;
@@ -25,16 +35,16 @@ class WsLink implements ServerLink {
     }
   }
 
-  end(abort?: boolean): void {
+  end(code = 1000, reason = ''): void {
     if (this.waiting) clearTimeout(this.waiting);
-    if (abort) this.ws.terminate();
-    else this.ws.close(1000);
+    if (code < 0) this.ws.terminate();
+    else this.ws.close(wsCode(code), truncate(reason));
   }
 
   refuse(r: Refusal): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
-    this.ws.send(encodeFrame({ t: 'c', c: r.code, r: r.reason }));
-    this.ws.close(r.code >= 4000 ? r.code : 1008, r.reason.slice(0, 120));
+    this.ws.send(closeFrame(r));
+    this.ws.close(wsCode(r.code), truncate(r.reason));
   }
 }
 
@@ -63,8 +73,11 @@ export function webSocketServer(): ServerTransport {
       });
     },
     close() {
-      if (wss) for (const ws of wss.clients) ws.terminate();
+      // The sessions were closed first (close frame, then ws.close): give the close handshakes a
+      // moment to finish, so the last frames and acks get through, then drop what is left.
+      const left = wss;
       wss = null;
+      if (left && left.clients.size) setTimeout(() => left.clients.forEach((ws) => ws.terminate()), 1000).unref();
     },
   };
 }
