@@ -126,14 +126,17 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     const [name, query] = route;
     const origin = req.headers.origin;
     if (origin !== undefined) {
+      // CORS headers on every answer, refusals included: without them a browser shows the page
+      // status 0 instead of our 403 or 429, and the page cannot tell a refusal from a failure.
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Access-Control-Allow-Credentials', 'true');
+      res.setHeader('Access-Control-Expose-Headers', 'Retry-After');
+      res.setHeader('Vary', 'Origin');
       if (!this.originAllowed(origin, req)) {
         req.resume();
         refuse(res, { status: 403, code: 4403, reason: 'origin not allowed' });
         return true;
       }
-      res.setHeader('Access-Control-Allow-Origin', origin);
-      res.setHeader('Access-Control-Allow-Credentials', 'true');
-      res.setHeader('Vary', 'Origin');
     }
     if (req.method === 'OPTIONS') {
       res.writeHead(204, { ...NO_CACHE, 'Access-Control-Allow-Methods': 'GET, POST', 'Access-Control-Allow-Headers': 'Content-Type', 'Access-Control-Max-Age': '600' });

@@ -29,6 +29,8 @@ interface Link {
   dead: boolean;
   /** A race loser's own session (sid, tok), so its close frame goes to that session. */
   own?: [string, string];
+  /** Lost a race for a new session: kept until its own open frame arrives, to close that session. */
+  loser?: unknown;
 }
 
 type TimerName = 'race' | 'connect' | 'retry' | 'beat' | 'ack' | 'upgrade' | 'probe';
@@ -165,7 +167,8 @@ export class Socket extends EventEmitter<SocketEvents> {
   // ---- negotiation -------------------------------------------------------------------------
 
   private _negotiate(): void {
-    if (!this._list.length) return this._finish(CloseCode.NoTransport, 'no supported transport', false);
+    // Deferred: the caller of connect() has not attached its listeners yet.
+    if (!this._list.length) return this._env.defer(() => this._finish(CloseCode.NoTransport, 'no supported transport', false));
     const first = this._o.rememberFor > 0 ? recall(this._env.storage, this._key(), this._list, this._env.now()) : -1;
     if (first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
     this._order = raceOrder(this._list.length, first);
@@ -206,13 +209,15 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _closeLink(link: Link): void {
     link.dead = true;
+    if (link.loser !== undefined) this._env.clearTimeout(link.loser);
     if (link.t) link.t.close();
     const i = this._links.indexOf(link);
     if (i >= 0) this._links.splice(i, 1);
   }
 
-  private _closeAll(): void {
-    while (this._links.length) this._closeLink(this._links[0]);
+  /** Close every link but the race losers still finishing (unless `all`), and every timer. */
+  private _closeAll(all?: boolean): void {
+    for (let i = this._links.length - 1; i >= 0; i--) if (all || this._links[i].loser === undefined) this._closeLink(this._links[i]);
     if (this._current) this._closeLink(this._current);
     this._current = null;
     this._race = null;
@@ -226,9 +231,12 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this._sid) return this._sessionLost(info);
     if (link === this._current) {
       this._current = null;
+      // An upgrade probe is attaching: the server then ends the old transport (a poll gets 409).
+      // Wait for the probe (bounded by its timer) instead of reconnecting.
+      for (let i = 0; i < this._links.length; i++) if (this._links[i].upgrade) return;
       return this._lost(info);
     }
-    if (link.upgrade) return this._scheduleUpgrade();
+    if (link.upgrade) return this._current ? this._scheduleUpgrade() : this._lost(info);
     const race = this._race;
     if (!race) return;
     const now = race.failed();
@@ -298,6 +306,12 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._hto = f.hto;
     this._lim = f.lim;
     this._links.splice(this._links.indexOf(link), 1);
+    if (!resumed) {
+      for (let i = 0; i < this._links.length; i++) {
+        const l = this._links[i];
+        if (!l.sid && !l.upgrade) l.loser = this._env.setTimeout(() => this._closeLink(l), this._o.connectTimeout);
+      }
+    }
     this._closeAll();
     if (prev) this._log('moved from ' + prev.name + ' to ' + link.name);
     this._log(link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
@@ -412,7 +426,7 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _finish(code: number, reason: string, wasClean: boolean): void {
     if (this.state === 'closed') return;
-    this._closeAll();
+    this._closeAll(true);
     this._unwake();
     this.state = 'closed';
     this.transport = null;
