@@ -103,21 +103,37 @@ export interface XhrLike {
   timeout: number;
 }
 
-function xhrRequest(Xhr: new () => XhrLike): HttpRequest {
-  return (method, url, body, timeoutMs, done) => {
-    const x = new Xhr();
-    let finished = false;
-    const finish = (r: HttpResult): void => {
+const FAILED: HttpResult = { status: 0, body: '', retryAfter: null };
+
+/**
+ * Calls `done` once: with the result, or with status 0 after `timeoutMs` (then `abort` runs).
+ * A timer of our own: XHR's `timeout` is not honoured by every engine for every state.
+ */
+function once(timeoutMs: number, done: (r: HttpResult) => void, abort: () => void): { finish(r: HttpResult): void; cancel(): void } {
+  let finished = false;
+  const timer = setTimeout(() => {
+    o.finish(FAILED);
+    abort();
+  }, timeoutMs);
+  const o = {
+    finish(r: HttpResult) {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
       done(r);
-    };
-    // A timer of our own: XHR's `timeout` is not honoured by every engine for every state.
-    const timer = setTimeout(() => {
-      finish({ status: 0, body: '', retryAfter: null });
-      x.abort();
-    }, timeoutMs);
+    },
+    cancel() {
+      finished = true;
+      clearTimeout(timer);
+    },
+  };
+  return o;
+}
+
+function xhrRequest(Xhr: new () => XhrLike): HttpRequest {
+  return (method, url, body, timeoutMs, done) => {
+    const x = new Xhr();
+    const { finish, cancel } = once(timeoutMs, done, () => x.abort());
     x.open(method, url);
     // text/plain keeps the request "simple": no CORS preflight.
     if (body !== null) x.setRequestHeader('Content-Type', 'text/plain;charset=UTF-8');
@@ -133,8 +149,7 @@ function xhrRequest(Xhr: new () => XhrLike): HttpRequest {
     };
     x.send(body);
     return () => {
-      finished = true;
-      clearTimeout(timer);
+      cancel();
       x.onreadystatechange = null;
       x.abort();
     };
@@ -150,17 +165,7 @@ function fetchRequest(f: FetchLike): HttpRequest {
   return (method, url, body, timeoutMs, done) => {
     const Ctl = g.AbortController as (new () => { signal: unknown; abort(): void }) | undefined;
     const ctl = Ctl ? new Ctl() : undefined;
-    let finished = false;
-    const finish = (r: HttpResult): void => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      done(r);
-    };
-    const timer = setTimeout(() => {
-      finish({ status: 0, body: '', retryAfter: null });
-      if (ctl) ctl.abort();
-    }, timeoutMs);
+    const { finish, cancel } = once(timeoutMs, done, () => ctl && ctl.abort());
     f(url, {
       method,
       body,
@@ -170,13 +175,12 @@ function fetchRequest(f: FetchLike): HttpRequest {
       (res) =>
         res.text().then(
           (text) => finish({ status: res.status, body: text, retryAfter: res.headers.get('Retry-After') }),
-          () => finish({ status: 0, body: '', retryAfter: null }),
+          () => finish(FAILED),
         ),
-      () => finish({ status: 0, body: '', retryAfter: null }),
+      () => finish(FAILED),
     );
     return () => {
-      finished = true;
-      clearTimeout(timer);
+      cancel();
       if (ctl) ctl.abort();
     };
   };

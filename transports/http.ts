@@ -4,7 +4,7 @@
  * to carry client frames: one request in flight, the socket's next batch waits for it.
  */
 import type { Env, HttpResult } from '../src/env';
-import { endpoint, type TransportClose, type TransportHooks, type TransportSettings } from './types';
+import { endpoint, type ClientTransport, type TransportClose, type TransportHooks, type TransportSettings } from './types';
 
 const STATUS_CODES: Record<number, number> = {
   400: 4400,
@@ -70,4 +70,61 @@ export function poster(
       stopped = true;
     },
   };
+}
+
+/** What the receiving half of an HTTP transport (polls or a stream) is given. */
+export interface Receiving {
+  /** The transport was closed (by the socket or by a failure). */
+  readonly done: boolean;
+  /** The handshake response arrived: the transport can send. */
+  ready(): void;
+  /** The transport failed: close it and tell the socket. */
+  fail(info: TransportClose): void;
+}
+
+/**
+ * A client transport over HTTP: `receive` runs the receiving half (polls or a stream) and returns
+ * what stops it; the sending half is the shared POST half.
+ */
+export function httpClient(
+  name: string,
+  s: TransportSettings,
+  hooks: TransportHooks,
+  env: Env,
+  receive: (r: Receiving) => () => void,
+): ClientTransport {
+  let done = false;
+  let ready = false;
+  let stop: (() => void) | undefined;
+  const r: Receiving = {
+    get done() {
+      return done;
+    },
+    ready() {
+      if (ready || done) return;
+      ready = true;
+      hooks.writable();
+    },
+    fail(info) {
+      if (done) return;
+      t.close();
+      hooks.closed(info);
+    },
+  };
+  const post = poster(name, s, hooks, env, r.fail);
+  const t: ClientTransport = {
+    get canSend() {
+      return ready && !done && !post.busy;
+    },
+    send: post.send,
+    sendLast: post.last,
+    close() {
+      done = true;
+      if (stop) stop();
+      post.stop();
+    },
+  };
+  stop = receive(r);
+  if (done) stop();
+  return t;
 }

@@ -1,56 +1,35 @@
 /**
- * Polling, client side, shared by long and short polling: GET polls carry server frames, POST carries client batches. The first GET
- * is the handshake and is answered at once. Long polling re-polls at once (the server holds each
- * poll until it has frames); short polling waits `pollInterval` between polls, for networks that
- * cut any request the server holds.
+ * Polling, client side, shared by long and short polling: GET polls carry server frames, POST
+ * carries client batches. The first GET is the handshake and is answered at once. Long polling
+ * re-polls at once (the server holds each poll until it has frames); short polling waits
+ * `pollInterval` between polls, for networks that cut any request the server holds.
  */
 import type { Env } from '../src/env';
-import { httpClose, poster } from './http';
-import { endpoint, type ClientTransport, type Transport, type TransportClose, type TransportHooks, type TransportSettings } from './types';
+import { httpClient, httpClose } from './http';
+import { endpoint, type Transport } from './types';
 
 export function polling(name: string, short: boolean): Transport['open'] {
-  return (s: TransportSettings, hooks: TransportHooks, env: Env): ClientTransport => {
-    let done = false;
-    let ready = false;
-    let abortPoll: (() => void) | null = null;
-    let wait: unknown;
-    const fail = (info: TransportClose): void => {
-      if (done) return;
-      t.close();
-      hooks.closed(info);
-    };
-    const post = poster(name, s, hooks, env, fail);
-    const poll = (handshake: boolean): void => {
-      abortPoll = env.request!('GET', endpoint(s.url, name, hooks.query(handshake)), null, handshake || short ? s.requestTimeout : s.holdTimeout, (r) => {
-        abortPoll = null;
-        if (r.status !== 200) return fail(httpClose(r, 'poll'));
-        hooks.data(r.body);
-        if (done) return;
-        if (handshake) {
-          ready = true;
-          hooks.writable();
-        }
-        if (done || abortPoll) return;
-        if (short) wait = env.setTimeout(() => poll(false), s.pollInterval);
-        else poll(false);
-      });
-    };
-    const t: ClientTransport = {
-      get canSend() {
-        return ready && !done && !post.busy;
-      },
-      send: post.send,
-      sendLast: post.last,
-      close() {
-        done = true;
+  return (s, hooks, env) =>
+    httpClient(name, s, hooks, env, (r) => {
+      let abort: (() => void) | null = null;
+      let wait: unknown;
+      const poll = (handshake: boolean): void => {
+        abort = env.request!('GET', endpoint(s.url, name, hooks.query(handshake)), null, handshake || short ? s.requestTimeout : s.holdTimeout, (res) => {
+          abort = null;
+          if (res.status !== 200) return r.fail(httpClose(res, 'poll'));
+          hooks.data(res.body);
+          if (handshake) r.ready();
+          if (r.done || abort) return;
+          if (short) wait = env.setTimeout(() => poll(false), s.pollInterval);
+          else poll(false);
+        });
+      };
+      poll(true);
+      return () => {
         env.clearTimeout(wait);
-        if (abortPoll) abortPoll();
-        post.stop();
-      },
-    };
-    poll(true);
-    return t;
-  };
+        if (abort) abort();
+      };
+    });
 }
 
 /** Polling needs HTTP requests (XMLHttpRequest or fetch). */

@@ -6,8 +6,8 @@
  * recycled (so the page's buffer or document stays bounded) and is reopened at once.
  */
 import type { Env } from '../src/env';
-import { httpClose, poster } from './http';
-import { endpoint, type ClientTransport, type Transport, type TransportClose, type TransportSettings } from './types';
+import { httpClient, httpClose } from './http';
+import { endpoint, type Transport, type TransportSettings } from './types';
 
 export interface StreamHandlers {
   /** A batch arrived. */
@@ -24,60 +24,40 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
     name,
     stream: true,
     supported,
-    open(s, hooks, env): ClientTransport {
-      let done = false;
-      let ready = false;
-      let stop: (() => void) | null = null;
-      let probe: unknown;
-      const fail = (info: TransportClose): void => {
-        if (done) return;
-        t.close();
-        hooks.closed(info);
-      };
-      const post = poster(name, s, hooks, env, fail);
-      const start = (handshake: boolean): void => {
-        let got = false;
-        probe = env.setTimeout(() => fail({ code: 1006, reason: name + ': no frame within ' + s.probeTimeout + ' ms (buffered by a proxy?)' }), s.probeTimeout);
-        stop = opener(
-          endpoint(s.url, name, hooks.query(handshake)),
-          {
-            data(b) {
-              if (done) return;
-              if (!got) env.clearTimeout(probe);
-              got = true;
-              hooks.data(b);
-              if (!ready && !done) {
-                ready = true;
-                hooks.writable();
-              }
+    open: (s, hooks, env) =>
+      httpClient(name, s, hooks, env, (r) => {
+        let stop: (() => void) | null = null;
+        let probe: unknown;
+        const start = (handshake: boolean): void => {
+          let got = false;
+          probe = env.setTimeout(() => r.fail({ code: 1006, reason: name + ': no frame within ' + s.probeTimeout + ' ms (buffered by a proxy?)' }), s.probeTimeout);
+          stop = opener(
+            endpoint(s.url, name, hooks.query(handshake)),
+            {
+              data(b) {
+                if (r.done) return;
+                if (!got) env.clearTimeout(probe);
+                got = true;
+                hooks.data(b);
+                r.ready();
+              },
+              end(status) {
+                if (r.done) return;
+                env.clearTimeout(probe);
+                stop = null;
+                if (status === 200 && got) start(false);
+                else r.fail(httpClose({ status: status === 200 ? 0 : status, body: '', retryAfter: null }, name));
+              },
             },
-            end(status) {
-              if (done) return;
-              env.clearTimeout(probe);
-              stop = null;
-              if (status === 200 && got) start(false);
-              else fail(httpClose({ status: status === 200 ? 0 : status, body: '', retryAfter: null }, name));
-            },
-          },
-          env,
-          s,
-        );
-      };
-      const t: ClientTransport = {
-        get canSend() {
-          return ready && !done && !post.busy;
-        },
-        send: post.send,
-      sendLast: post.last,
-        close() {
-          done = true;
+            env,
+            s,
+          );
+        };
+        start(true);
+        return () => {
           env.clearTimeout(probe);
           if (stop) stop();
-          post.stop();
-        },
-      };
-      start(true);
-      return t;
-    },
+        };
+      }),
   };
 }
