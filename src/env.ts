@@ -45,11 +45,20 @@ export interface EventSourceLike {
 /** The subset of a page the iframe transport uses. */
 export interface PageLike {
   document: {
-    createElement(tag: 'iframe'): { src: string; style: { display: string }; contentWindow: unknown; parentNode: { removeChild(n: unknown): void } | null };
+    createElement(tag: 'iframe'): {
+      src: string;
+      style: { display: string };
+      contentWindow: unknown;
+      onload: (() => void) | null;
+      parentNode: { removeChild(n: unknown): void } | null;
+    };
     body: { appendChild(n: unknown): void } | null;
+    readyState: string;
   };
   addEventListener(type: 'message', fn: (ev: { data: unknown; origin: string; source: unknown }) => void): void;
+  addEventListener(type: 'load', fn: () => void): void;
   removeEventListener(type: 'message', fn: (ev: { data: unknown; origin: string; source: unknown }) => void): void;
+  removeEventListener(type: 'load', fn: () => void): void;
   location: { protocol: string; host: string };
 }
 

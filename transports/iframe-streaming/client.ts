@@ -17,22 +17,37 @@ const open: StreamOpener = (url, h, env) => {
   const frame = page.document.createElement('iframe');
   frame.style.display = 'none';
   frame.src = url + '&i=' + id + '&po=' + encodeURIComponent(page.location.protocol + '//' + page.location.host);
+  let ended = false;
+  const end = (status: number): void => {
+    if (ended) return;
+    stop();
+    h.end(status);
+  };
   const onMessage = (ev: { data: unknown; origin: string; source: unknown }): void => {
     const m = ev.data as StreamMessage | null;
     if (ev.source !== frame.contentWindow || ev.origin.toLowerCase() !== origin || !m || m.cometsocket !== id) return;
     if (typeof m.b === 'string') h.data(m.b);
-    else {
-      stop();
-      h.end(200);
-    }
+    else end(200);
+  };
+  // The document loaded completely, so the stream ended; without the end message it was cut.
+  // (A tick later: the end message, posted just before, is delivered first.)
+  frame.onload = () => void env.setTimeout(() => end(0), 0);
+  // A never-ending iframe added before the page's load event would hold that event back.
+  const attach = (): void => {
+    page.removeEventListener('load', attach);
+    if (!ended) page.document.body!.appendChild(frame);
   };
   const stop = (): void => {
+    ended = true;
+    frame.onload = null;
     page.removeEventListener('message', onMessage);
+    page.removeEventListener('load', attach);
     frame.src = 'about:blank';
     if (frame.parentNode) frame.parentNode.removeChild(frame);
   };
   page.addEventListener('message', onMessage);
-  page.document.body!.appendChild(frame);
+  if (page.document.readyState === 'complete') attach();
+  else page.addEventListener('load', attach);
   return stop;
 };
 

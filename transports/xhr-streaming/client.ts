@@ -4,18 +4,21 @@ import { streamTransport, type StreamOpener } from '../stream';
 
 const open: StreamOpener = (url, h, env) => {
   const x: XhrLike = new env.XMLHttpRequest!();
-  let seen = 0;
-  let partial = '';
+  // `seen`: how much of responseText is consumed; -1 until the prelude (padding, one line) is.
+  let seen = -1;
   const read = (): void => {
     const text = x.responseText || '';
-    if (text.length <= seen) return;
-    const chunk = partial + text.slice(seen);
-    seen = text.length;
-    const cut = chunk.lastIndexOf('\n');
-    partial = chunk.slice(cut + 1);
-    const lines = chunk.slice(0, cut);
-    // The prelude is padding: only lines with a frame count as data.
-    if (cut >= 0 && /[^\s]/.test(lines)) h.data(lines);
+    if (seen < 0) {
+      const nl = text.indexOf('\n');
+      if (nl < 0) return;
+      seen = nl + 1;
+    }
+    // Only whole lines: the last one may still be arriving.
+    const cut = text.lastIndexOf('\n');
+    if (cut < seen) return;
+    const lines = text.slice(seen, cut);
+    seen = cut + 1;
+    if (lines) h.data(lines);
   };
   x.onprogress = read;
   x.onreadystatechange = () => {
