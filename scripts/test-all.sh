@@ -12,7 +12,9 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium
 fi
 
-if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+# npm install, not npm ci: it keeps the lock file's versions, and npm ci refuses a lock written
+# where npm omits other platforms' optional packages (rollup's native binaries).
+npm install --no-audit --no-fund
 
 npm run typecheck
 npm run build
