@@ -85,7 +85,7 @@ export interface Env {
   request: HttpRequest | undefined;
   /**
    * Calls `fn` when the page may have slept or come back online (visibilitychange, online,
-   * focus, pageshow); returns an unsubscribe function. A no-op outside browsers.
+   * focus, pageshow, resume); returns an unsubscribe function. A no-op outside browsers.
    */
   onWake(fn: () => void): () => void;
 }
@@ -223,7 +223,8 @@ function localStore(): Env['storage'] {
   }
 }
 
-const WAKE_EVENTS = ['visibilitychange', 'online', 'focus', 'pageshow'];
+// 'resume': a frozen page (Page Lifecycle API) runs again.
+const WAKE_EVENTS = ['visibilitychange', 'online', 'focus', 'pageshow', 'resume'];
 
 /** The environment read from the host's globals, with `overrides` applied (a key set to undefined removes it). */
 export function defaultEnv(overrides?: Partial<Env>): Env {
