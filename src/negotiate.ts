@@ -56,9 +56,13 @@ export function raceOrder(count: number, first: number): number[] {
   return order;
 }
 
-/** The next better candidate to probe after `tried` (-1 at first) while `current` carries the session; -1 when none is left. */
-export function nextUpgrade(current: number, tried: number): number {
-  return tried + 1 < current ? tried + 1 : -1;
+/**
+ * The next better candidate to probe after `tried` (-1 at first) while `current` carries the
+ * session, skipping those `avoid` names; -1 when none is left.
+ */
+export function nextUpgrade(current: number, tried: number, avoid: (i: number) => boolean = () => false): number {
+  for (let i = tried + 1; i < current; i++) if (!avoid(i)) return i;
+  return -1;
 }
 
 /**

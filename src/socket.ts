@@ -60,6 +60,11 @@ export class Socket extends EventEmitter<SocketEvents> {
   private _tried = -1;
   /** Race order: candidate indexes, what worked last time first. */
   private _order: number[] = [];
+  /**
+   * Candidates whose upgrade probe took the session on the server and then failed (e.g. a stream
+   * behind a proxy that buffers it): not probed again by this socket, as each try costs a reconnect.
+   */
+  private _avoid: Record<number, boolean> = {};
   private _lastHeard = 0;
   private _retryAt = 0;
   private _pongOwed = false;
@@ -181,8 +186,14 @@ export class Socket extends EventEmitter<SocketEvents> {
     const race = this._race!;
     const i = race.start();
     if (i < 0) return;
+    const name = this._list[this._order[i]].name;
     this._openLink(this._order[i], false);
-    if (this._race === race && race.headStartOver()) this._later('race', () => this._startNext(), this._o.headStart);
+    if (this._race === race && race.headStartOver()) {
+      this._later('race', () => {
+        this._log(name + ': no open frame within its ' + this._o.headStart + ' ms head start; next candidate alongside');
+        this._startNext();
+      }, this._o.headStart);
+    }
   }
 
   private _openLink(index: number, upgrade: boolean): void {
@@ -236,7 +247,14 @@ export class Socket extends EventEmitter<SocketEvents> {
       for (let i = 0; i < this._links.length; i++) if (this._links[i].upgrade) return;
       return this._lost(info);
     }
-    if (link.upgrade) return this._current ? this._scheduleUpgrade() : this._lost(info);
+    if (link.upgrade) {
+      if (this._current) return this._scheduleUpgrade();
+      // The server had moved the session to the probe (the old transport then died): probing this
+      // transport again would cost a reconnect each time, so this socket leaves it alone.
+      this._avoid[link.index] = true;
+      this._log('upgrade: ' + link.name + ' took the session but failed (' + info.reason + '); not probed again');
+      return this._lost(info);
+    }
     const race = this._race;
     if (!race) return;
     const now = race.failed();
@@ -407,8 +425,10 @@ export class Socket extends EventEmitter<SocketEvents> {
   private _scheduleUpgrade(): void {
     const link = this._current;
     if (!this._o.upgrade || !link || link.index === 0) return;
-    let next = nextUpgrade(link.index, this._tried);
-    if (next < 0) next = nextUpgrade(link.index, -1);
+    const avoid = (i: number): boolean => !!this._avoid[i];
+    let next = nextUpgrade(link.index, this._tried, avoid);
+    if (next < 0) next = nextUpgrade(link.index, -1, avoid);
+    if (next < 0) return this._log('upgrade: every better transport failed here; staying on ' + link.name);
     this._tried = next;
     const delay = backoffDelay(++this._upgrades, { base: 1000, cap: 60000 }, this._env.random());
     this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');

@@ -10,7 +10,7 @@
  * whatever a lost response carried is written again).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { handlePost, NO_CACHE, refuse } from './http-server';
+import { closeFrame, handlePost, NO_CACHE, refuse as refuseWithStatus } from './http-server';
 import { isRefusal, type LinkedConnection, type Refusal, type ServerLink, type ServerTransport, type TransportHub } from './server-types';
 
 export interface HttpFormat {
@@ -21,6 +21,11 @@ export interface HttpFormat {
   batch(batch: string, seq: number): string;
   /** Written last when the server ends a stream to recycle it. */
   readonly end: string;
+  /**
+   * The client cannot read an HTTP status (EventSource, an iframe): refusals are answered 200 with
+   * the close frame as this format's only batch, so the client still learns the close code.
+   */
+  readonly refuseInBody?: boolean;
   /** Checks the query of a GET (e.g. the iframe's parent origin); a refusal when it is bad. */
   check?(query: URLSearchParams, hub: TransportHub, req: IncomingMessage): Refusal | null;
 }
@@ -102,6 +107,7 @@ class HttpLink implements ServerLink {
 }
 
 function get(name: string, format: HttpFormat, mode: HttpMode, req: IncomingMessage, res: ServerResponse, query: URLSearchParams, hub: TransportHub): void {
+  const refuse = format.refuseInBody ? refuseInBody(format, query) : refuseWithStatus;
   const bad = format.check && format.check(query, hub, req);
   if (bad) return refuse(res, bad);
   if (query.has('v')) {
@@ -129,6 +135,13 @@ function get(name: string, format: HttpFormat, mode: HttpMode, req: IncomingMess
   link.hold(res, query);
 }
 
+function refuseInBody(format: HttpFormat, query: URLSearchParams): (res: ServerResponse, r: Refusal) => void {
+  return (res, r) => {
+    res.writeHead(200, { ...NO_CACHE, 'Content-Type': format.contentType });
+    res.end(format.prelude(query) + format.batch(closeFrame(r), 0) + format.end);
+  };
+}
+
 /** A server transport over HTTP: GET shaped by `format` and `mode`, POST for client frames. */
 export function httpTransport(name: string, format: HttpFormat, mode: HttpMode): ServerTransport {
   return {
@@ -137,7 +150,7 @@ export function httpTransport(name: string, format: HttpFormat, mode: HttpMode):
       if (req.method === 'POST') return handlePost(req, res, query, hub);
       if (req.method !== 'GET') {
         req.resume();
-        return refuse(res, { status: 405, code: 4400, reason: 'method not allowed' });
+        return refuseWithStatus(res, { status: 405, code: 4400, reason: 'method not allowed' });
       }
       get(name, format, mode, req, res, query, hub);
     },

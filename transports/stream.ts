@@ -12,8 +12,8 @@ import { endpoint, type Transport, type TransportSettings } from './types';
 export interface StreamHandlers {
   /** A batch arrived. */
   data(batch: string): void;
-  /** The stream ended: HTTP status 200 when the server ended it, else the status or 0. */
-  end(status: number): void;
+  /** The stream ended: HTTP status 200 when the server ended it, else the status or 0 (and Retry-After). */
+  end(status: number, retryAfter?: string | null): void;
 }
 
 /** Opens one stream response at `url`; returns a function that stops it silently. */
@@ -30,7 +30,9 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
         let probe: unknown;
         const start = (handshake: boolean): void => {
           let got = false;
-          probe = env.setTimeout(() => r.fail({ code: 1006, reason: name + ': no frame within ' + s.probeTimeout + ' ms (buffered by a proxy?)' }), s.probeTimeout);
+          // Only the handshake is probed: a reopened (recycled) stream may stay quiet, and the
+          // heartbeat watches it like any transport.
+          if (handshake) probe = env.setTimeout(() => r.fail({ code: 1006, reason: name + ': no frame within ' + s.probeTimeout + ' ms (buffered by a proxy?)' }), s.probeTimeout);
           stop = opener(
             endpoint(s.url, name, hooks.query(handshake)),
             {
@@ -41,12 +43,12 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
                 hooks.data(b);
                 r.ready();
               },
-              end(status) {
+              end(status, retryAfter) {
                 if (r.done) return;
                 env.clearTimeout(probe);
                 stop = null;
                 if (status === 200 && got) start(false);
-                else r.fail(httpClose({ status: status === 200 ? 0 : status, body: '', retryAfter: null }, name));
+                else r.fail(httpClose({ status: status === 200 ? 0 : status, body: '', retryAfter: retryAfter || null }, name));
               },
             },
             env,

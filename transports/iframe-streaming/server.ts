@@ -30,6 +30,7 @@ export const iframeFormat: HttpFormat = {
     '\n',
   batch: (b) => '<script>p(' + scriptString(b) + ')</script>\n',
   end: '<script>p(null)</script></body></html>',
+  refuseInBody: true,
   check(q: URLSearchParams, hub: TransportHub, req: IncomingMessage): Refusal | null {
     const po = q.get('po');
     if (!ID.test(q.get('i') || '') || !po) return { status: 400, code: 4400, reason: 'iframe-streaming needs i and po' };

@@ -11,6 +11,7 @@ export const sseFormat: HttpFormat = {
   prelude: () => ':' + PAD + '\n\n',
   batch: (b, seq) => 'id: ' + seq + '\ndata: ' + b.split('\n').join('\ndata: ') + '\n\n',
   end: 'event: end\ndata: \n\n',
+  refuseInBody: true,
 };
 
 export const sseServer = (): ServerTransport => httpTransport('sse', sseFormat, 'stream');

@@ -25,7 +25,13 @@ const open: StreamOpener = (url, h, env) => {
     if (x.readyState === 3) read();
     else if (x.readyState === 4) {
       if (x.status === 200) read();
-      h.end(x.status);
+      let ra: string | null = null;
+      try {
+        ra = x.getResponseHeader('Retry-After');
+      } catch {
+        /* some engines throw on cross-origin headers */
+      }
+      h.end(x.status, ra);
     }
   };
   x.open('GET', url);
