@@ -36,6 +36,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   /** Control frames (open, ping) written before data. */
   private ctrl: string[] = [];
   private closeFrame = '';
+  /** The close code and reason while 'closing', to end the link with once the frame is out. */
+  private closing: [number, string] = [1000, ''];
   private lastSeen = Date.now();
   private lastPing = Date.now();
   private since = 0;
@@ -145,7 +147,13 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     if (this.closeFrame) {
       out = out ? out + '\n' + this.closeFrame : this.closeFrame;
       this.closeFrame = '';
-      if (this.state === 'closing') this.gone();
+      if (this.state === 'closing') {
+        // The close frame is the session's last: end the link with its code once it is written.
+        const link = this.link;
+        const [code, reason] = this.closing;
+        this.gone();
+        if (link) queueMicrotask(() => link.end(code, reason));
+      }
     }
     if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
     return out;
@@ -208,7 +216,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     const o = this.o;
     const link = this.link;
     if (this.state === 'closing') {
-      if (now - this.lastSeen > o.pingInterval + o.pingTimeout) this.gone();
+      // The close frame could not be written in time (a client that stopped reading): drop it all.
+      if (now - this.lastSeen > o.pingInterval + o.pingTimeout) {
+        this.gone();
+        if (link) link.end(-1);
+      }
     } else if (link) {
       if (now - this.lastSeen > o.pingInterval + o.pingTimeout) {
         this.detach(link);
@@ -238,17 +250,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     if (this.state !== 'open') return;
     if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
     const link = this.link;
-    if (tell && link) {
+    if (tell) {
+      // Written by the link now, or kept for the next poll or resume (until the deadline); the
+      // link ends with `code` once it is out (take()).
       this.state = 'closing';
+      this.closing = [code, reason];
       this.closeFrame = encodeFrame({ t: 'c', c: code, r: reason });
       this.lastSeen = Date.now();
-      link.notify();
-      if ((this.state as ConnectionState) === 'closed') link.end(code, reason);
-    } else if (tell) {
-      // Nobody to tell now: keep the close frame for the next poll or resume, until the deadline.
-      this.state = 'closing';
-      this.closeFrame = encodeFrame({ t: 'c', c: code, r: reason });
-      this.lastSeen = Date.now();
+      if (link) link.notify();
     } else {
       this.gone();
       if (link) link.end(code, reason);

@@ -55,6 +55,11 @@ export interface SocketOptions {
   transports?: readonly Transport[];
   /** Head start, ms, each candidate gets before the next one starts alongside. @default 250 */
   headStart?: number;
+  /**
+   * When nothing is remembered for the endpoint (a first visit), start the first fallback together
+   * with the first candidate instead of after its head start. @default true
+   */
+  parallelFallback?: boolean;
   /** A connection attempt that has not opened by then is abandoned, ms. @default 10000 */
   connectTimeout?: number;
   /** Timeout of HTTP requests the server answers at once (handshakes, POSTs), ms. @default 10000 */
@@ -95,6 +100,7 @@ export interface SocketOptions {
 export interface ResolvedOptions {
   transports: readonly Transport[];
   headStart: number;
+  parallelFallback: boolean;
   connectTimeout: number;
   requestTimeout: number;
   probeTimeout: number;
@@ -114,6 +120,7 @@ export interface ResolvedOptions {
 
 const DEFAULTS = {
   headStart: 250,
+  parallelFallback: true,
   connectTimeout: 10000,
   requestTimeout: 10000,
   probeTimeout: 1500,

@@ -66,12 +66,12 @@ export class Socket extends EventEmitter<SocketEvents> {
    */
   private _avoid: Record<number, boolean> = {};
   private _lastHeard = 0;
-  private _retryAt = 0;
   private _pongOwed = false;
   /** A flush is scheduled for the end of this task: sends of one task go out as one batch. */
   private _queued = false;
   private _full = false;
-  private _timers: Partial<Record<TimerName, unknown>> = {};
+  /** Timers by name, with their wall-clock due time: a page that slept runs the overdue ones on wake. */
+  private _timers: Partial<Record<TimerName, { id: unknown; due: number; fn: () => void }>> = {};
   private readonly _unwake: () => void;
 
   /**
@@ -151,14 +151,16 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _later(name: TimerName, fn: () => void, ms: number): void {
     this._clear(name);
-    this._timers[name] = this._env.setTimeout(() => {
+    const run = (): void => {
       delete this._timers[name];
       fn();
-    }, ms);
+    };
+    this._timers[name] = { id: this._env.setTimeout(run, ms), due: this._env.now() + ms, fn: run };
   }
 
   private _clear(name: TimerName): void {
-    if (this._timers[name] !== undefined) this._env.clearTimeout(this._timers[name]);
+    const t = this._timers[name];
+    if (t) this._env.clearTimeout(t.id);
     delete this._timers[name];
   }
 
@@ -178,8 +180,15 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
     this._order = raceOrder(this._list.length, first);
     this._race = new Race(this._list.length);
+    // Nothing remembered for this endpoint (a first visit): the first fallback starts together with
+    // the first candidate, so a network that blocks WebSocket costs no head start and no failed
+    // upgrade round trips; the loser's session is closed when it opens.
     this._later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
     this._startNext();
+    if (first < 0 && this._o.parallelFallback && this._race && this._race.headStartOver()) {
+      this._log('nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
+      this._startNext();
+    }
   }
 
   private _startNext(): void {
@@ -383,11 +392,19 @@ export class Socket extends EventEmitter<SocketEvents> {
   }
 
   /** The page may have slept: re-check deadlines against the wall clock now. */
+  /**
+   * The page may have slept (timers throttled or frozen): run every timer already due by the wall
+   * clock now — the heartbeat deadline, a reconnect, a connect timeout — instead of when the
+   * browser gets round to it.
+   */
   private _wake(): void {
-    if (this._current) this._beat();
-    else if (this._timers.retry !== undefined && this._env.now() >= this._retryAt) {
-      this._clear('retry');
-      this._negotiate();
+    const now = this._env.now();
+    for (const k in this._timers) {
+      const t = this._timers[k as TimerName];
+      if (t && t.due <= now) {
+        this._env.clearTimeout(t.id);
+        t.fn();
+      }
     }
   }
 
@@ -401,7 +418,6 @@ export class Socket extends EventEmitter<SocketEvents> {
     const delay = Math.max(backoffDelay(attempt, { base: this._o.backoffBase, cap: this._o.backoffCap }, this._env.random()), info.retryAfter || 0);
     this.state = 'reconnecting';
     this._log('reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
-    this._retryAt = this._env.now() + delay;
     this._later('retry', () => this._negotiate(), delay);
     this.emit('reconnecting', { attempt, delay, code: info.code, reason: info.reason });
   }

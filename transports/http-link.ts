@@ -78,8 +78,11 @@ class HttpLink implements ServerLink {
     if (!res || !c) return;
     if (c.link !== this) return this.finish();
     const b = c.take();
-    if (b || this.mode !== 'stream') res.write(this.format.batch(b, c.written));
-    this.sent += b.length;
+    if (b || this.mode !== 'stream') {
+      const chunk = this.format.batch(b, c.written);
+      res.write(chunk);
+      this.sent += Buffer.byteLength(chunk);
+    }
     if (this.mode !== 'stream') this.finish();
     else if (this.sent >= this.hub.streamLimit) this.finish(this.format.end);
   }

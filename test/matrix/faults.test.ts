@@ -75,7 +75,9 @@ const WS_LP = [webSocket, longPolling] as const;
 
 function open(url: string, options: SocketOptions = {}): { sock: Socket; cl: ClientLog; t0: number } {
   const t0 = performance.now();
-  const sock = connect(url, { transports: WS_LP, ...options });
+  // parallelFallback off: these cells pin the head-start sequence (streams.test.ts covers the
+  // first-visit parallel start).
+  const sock = connect(url, { transports: WS_LP, parallelFallback: false, ...options });
   socks.push(sock);
   return { sock, cl: watchClient(sock, t0), t0 };
 }

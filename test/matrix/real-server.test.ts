@@ -55,7 +55,7 @@ describe('real server on loopback, jsdom client, no fault', () => {
       });
       // A long head start: CPU load on a shared runner must not start the fallback race here
       // (that is the fault rows' business), so the first candidate is the one measured.
-      sock = connect(srv.url, cell.transports ? { transports: cell.transports, headStart: 5000 } : { headStart: 5000 });
+      sock = connect(srv.url, cell.transports ? { transports: cell.transports, headStart: 5000, parallelFallback: false } : { headStart: 5000, parallelFallback: false });
       const cl = watchClient(sock);
       for (let i = 0; i < N; i++) expect(sock.send('c' + i)).toBe(true);
       await bothWays(sl, cl, N, 15000);
@@ -105,7 +105,7 @@ describe('real server on loopback, jsdom client, no fault', () => {
   it('default list × client close → server sees the session end (1000) and nothing is left open', async () => {
     srv = await startServer();
     const sl = watchServer(srv);
-    sock = connect(srv.url, { headStart: 5000 });
+    sock = connect(srv.url, { headStart: 5000, parallelFallback: false });
     const cl = watchClient(sock);
     const conn = await sl.first;
     const closed = new Promise<[number, string]>((r) => conn.on('close', (code, reason) => r([code, reason])));

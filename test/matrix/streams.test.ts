@@ -95,7 +95,8 @@ interface Opened {
 function open(url: string, options: SocketOptions): Opened {
   const log: string[] = [];
   const t0 = performance.now();
-  const sock = connect(url, { debug: (m) => log.push(Math.round(performance.now() - t0) + ' ' + m), ...options });
+  // parallelFallback off unless a cell turns it on: most cells pin the head-start sequence.
+  const sock = connect(url, { debug: (m) => log.push(Math.round(performance.now() - t0) + ' ' + m), parallelFallback: false, ...options });
   socks.push(sock);
   return { sock, cl: watchClient(sock, t0), log, t0 };
 }
@@ -1171,5 +1172,41 @@ describe('5. iframe-streaming scriptString escaping (unit, jsdom DOMParser)', ()
     const parent = { postMessage: (m: unknown, origin: string) => posted.push([m, origin]) };
     new Function('parent', scripts.map((s) => s.textContent).join(';\n'))(parent);
     expect(posted).toEqual([...HOSTILE, null].map((b) => [{ cometsocket: 'abc_DEF-123', b }, 'http://localhost:3000']));
+  });
+});
+
+// ---- first visit: the first fallback starts together with the first candidate --------------------
+
+describe('6. first visit (nothing remembered): parallel fallback', () => {
+  it('websocket+long-polling (parallelFallback default) × WebSocket hangs (upgrades swallowed) → long-polling starts at once, not after the head start; the second socket (same storage) starts with long-polling', async () => {
+    srv = await startLoggingServer();
+    const storage = new MapStorage();
+    const hang = hangingWebSocket();
+    const first = open(srv.url, { transports: [webSocket, longPolling], parallelFallback: true, upgrade: false, env: { WebSocket: hang.ctor, storage } });
+    await waitFor(() => first.sock.transport === 'long-polling' && first.cl.received.length >= 0, 3000, 'long-polling');
+    const lp = srv.gets('long-polling')[0];
+    expect(lp.at - first.t0).toBeLessThan(150); // the head start (250 ms) was not awaited
+    expect(first.log.some((l) => /nothing remembered for this endpoint: long-polling starts alongside/.test(l))).toBe(true);
+    first.sock.close();
+    // Remembered now: the second socket leads with long-polling and gives it its head start.
+    const second = open(srv.url, { transports: [webSocket, longPolling], parallelFallback: true, upgrade: false, env: { WebSocket: hang.ctor, storage } });
+    await waitFor(() => second.sock.transport === 'long-polling', 3000, 'second on long-polling');
+    expect(second.log[0]).toMatch(/starting with long-polling: it worked here last time/);
+    expect(second.log.some((l) => /starts alongside/.test(l))).toBe(false);
+    second.sock.close();
+  });
+
+  it('websocket+long-polling (parallelFallback default) × no fault → one session on the server (the race loser is told to close), ends on websocket, 300 each way exactly once in order', async () => {
+    srv = await startLoggingServer();
+    const sl = watchServer(srv);
+    const { sock, cl } = open(srv.url, { transports: [webSocket, longPolling], parallelFallback: true, env: { WebSocket: WS, storage: new MapStorage(), random: () => 0.1 } });
+    await waitFor(() => sock.transport === 'websocket', 5000, 'on websocket (at once, or by the background upgrade)');
+    await waitFor(() => srv!.rt.clientsCount === 1, 3000, 'one session left');
+    const conn = srv.rt.connections()[0];
+    for (let i = 0; i < 300; i++) sock.send('c' + i), conn.send('s' + i);
+    await bothWays(sl, cl, 300);
+    expect(sl.received.filter((m) => m[0] === 'c')).toEqual(labels('c', 300));
+    expect(cl.received.filter((m) => m[0] === 's')).toEqual(labels('s', 300));
+    expect(cl.opens).toBe(1);
   });
 });
