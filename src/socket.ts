@@ -29,7 +29,7 @@ interface Link {
   dead: boolean;
   /** A race loser's own session (sid, tok), so its close frame goes to that session. */
   own?: [string, string];
-  /** Lost a race for a new session: kept until its own open frame arrives, to close that session. */
+  /** Lost the race: kept until its own open frame arrives (see _onOpen), or connectTimeout. */
   loser?: unknown;
 }
 
@@ -185,7 +185,8 @@ export class Socket extends EventEmitter<SocketEvents> {
     // upgrade round trips; the loser's session is closed when it opens.
     this._later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
     this._startNext();
-    if (first < 0 && this._o.parallelFallback && this._race && this._race.headStartOver()) {
+    // Only for a new session: two resume handshakes would both attach to the session on the server.
+    if (first < 0 && !this._sid && this._o.parallelFallback && this._race && this._race.headStartOver()) {
       this._log('nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
       this._startNext();
     }
@@ -301,10 +302,7 @@ export class Socket extends EventEmitter<SocketEvents> {
         else if (r === Receipt.Gap) this._onLinkClosed(link, { code: 1002, reason: 'sequence gap' });
       } else if (f.t === 'a') {
         if (this._session.acked(f.a) < 0) this._onLinkClosed(link, { code: 1002, reason: 'ack beyond what was sent' });
-        else if (this._full && this._session.bufferedCount * 2 <= this._o.maxBufferedMessages && this._session.bufferedBytes * 2 <= this._o.maxBufferedBytes) {
-          this._full = false;
-          this.emit('drain');
-        }
+        else this._drained();
       } else if (f.t === 'p') this._pongOwed = true;
       else if (f.t === 'c') this._onServerClose(link, f.c, f.r, f.ra);
     }
@@ -333,11 +331,14 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._hto = f.hto;
     this._lim = f.lim;
     this._links.splice(this._links.indexOf(link), 1);
-    if (!resumed) {
-      for (let i = 0; i < this._links.length; i++) {
-        const l = this._links[i];
-        if (!l.sid && !l.upgrade) l.loser = this._env.setTimeout(() => this._closeLink(l), this._o.connectTimeout);
-      }
+    if (link.loser !== undefined) this._env.clearTimeout(link.loser);
+    link.loser = undefined;
+    // Race losers are kept until their own open frame arrives (or connectTimeout): one that opened
+    // a new session is then told to close it; one that resumed this session has become the
+    // server's transport for it (the last attach wins there), so it takes over here too.
+    for (let i = 0; i < this._links.length; i++) {
+      const l = this._links[i];
+      if (!l.upgrade && l.sid === (resumed ? f.sid : '')) l.loser = this._env.setTimeout(() => this._closeLink(l), this._o.connectTimeout);
     }
     this._closeAll();
     if (prev) this._log('moved from ' + prev.name + ' to ' + link.name);
@@ -353,6 +354,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (this.transport !== link.name) this.emit('transport', (this.transport = link.name));
     if (!resumed) this.emit('open');
     else if (was === 'reconnecting') this.emit('resume');
+    this._drained();
     this._flush();
   }
 
@@ -362,6 +364,14 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._current = null;
     if (isTransient(code)) this._lost({ code, reason, retryAfter });
     else this._finish(code, reason, true);
+  }
+
+  /** After an acknowledgement (an ack frame, or a resume's open frame): 'drain' when half the room is free. */
+  private _drained(): void {
+    if (this._full && this._session.bufferedCount * 2 <= this._o.maxBufferedMessages && this._session.bufferedBytes * 2 <= this._o.maxBufferedBytes) {
+      this._full = false;
+      this.emit('drain');
+    }
   }
 
   // ---- sending -------------------------------------------------------------------------------
