@@ -134,9 +134,20 @@ export class Socket extends EventEmitter<SocketEvents> {
   close(code: number = CloseCode.Normal, reason = ''): void {
     if (code !== 1000 && (code < 3000 || code > 4999)) throw new RangeError('cometsocket: close code must be 1000 or 3000-4999');
     const link = this._current;
+    const bye = encodeFrame({ t: 'c', c: code, r: reason });
     if (link && link.t) {
       const b = this._session.take(this._lim.batch);
-      link.t.sendLast((b ? b + '\n' : '') + encodeFrame({ t: 'c', c: code, r: reason }));
+      link.t.sendLast((b ? b + '\n' : '') + bye);
+    } else if (this._sid) {
+      // Between transports: tell the server anyway, through the first transport that can say
+      // goodbye without being open (an HTTP POST), or it keeps the session until it expires.
+      for (let i = 0; i < this._list.length; i++) {
+        const t = this._list[i];
+        if (t.farewell) {
+          t.farewell(this._settings, this._query(true), bye, this._env);
+          break;
+        }
+      }
     }
     this._finish(code, reason, true);
   }
@@ -164,9 +175,10 @@ export class Socket extends EventEmitter<SocketEvents> {
     delete this._timers[name];
   }
 
-  private _query(open: boolean, link: Link): string {
-    const sid = link.own ? link.own[0] : this._sid;
-    const tok = link.own ? link.own[1] : this._tok;
+  private _query(open: boolean, link?: Link): string {
+    const own = link && link.own;
+    const sid = own ? own[0] : this._sid;
+    const tok = own ? own[1] : this._tok;
     const s = sid ? 'sid=' + encodeURIComponent(sid) + '&tok=' + encodeURIComponent(tok) + '&ack=' + this._session.receivedSeq : '';
     return open ? 'v=' + PROTOCOL_VERSION + (s ? '&' + s : '') : s;
   }

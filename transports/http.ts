@@ -4,7 +4,7 @@
  * to carry client frames: one request in flight, the socket's next batch waits for it.
  */
 import type { Env, HttpResult } from '../src/env';
-import { endpoint, type ClientTransport, type TransportClose, type TransportHooks, type TransportSettings } from './types';
+import { endpoint, type ClientTransport, type Transport, type TransportClose, type TransportHooks, type TransportSettings } from './types';
 
 const STATUS_CODES: Record<number, number> = {
   400: 4400,
@@ -69,6 +69,13 @@ export function poster(
     stop() {
       stopped = true;
     },
+  };
+}
+
+/** An HTTP transport's farewell: one POST of the batch (the server ignores the handshake's `v`), its answer ignored. */
+export function farewell(name: string): NonNullable<Transport['farewell']> {
+  return (s, query, batch, env) => {
+    if (env.request) env.request('POST', endpoint(s.url, name, query), batch, s.requestTimeout, () => {});
   };
 }
 

@@ -6,7 +6,7 @@
  * recycled (so the page's buffer or document stays bounded) and is reopened at once.
  */
 import type { Env } from '../src/env';
-import { httpClient, httpClose } from './http';
+import { farewell, httpClient, httpClose } from './http';
 import { endpoint, type Transport, type TransportSettings } from './types';
 
 export interface StreamHandlers {
@@ -24,6 +24,7 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
     name,
     stream: true,
     supported,
+    farewell: farewell(name),
     open: (s, hooks, env) =>
       httpClient(name, s, hooks, env, (r) => {
         let stop: (() => void) | null = null;

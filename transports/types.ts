@@ -62,6 +62,11 @@ export interface Transport {
   /** Whether this environment can run it. */
   supported(env: Env): boolean;
   open(settings: TransportSettings, hooks: TransportHooks, env: Env): ClientTransport;
+  /**
+   * Deliver one last batch (a close frame) for the session that `query` (a resume handshake's)
+   * names, best effort and without telling the socket: close() uses it between transports.
+   */
+  farewell?(settings: TransportSettings, query: string, batch: string, env: Env): void;
 }
 
 /** Endpoint URL for a transport's requests: `${url}/${name}?${query}`. */

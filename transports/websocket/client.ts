@@ -76,9 +76,23 @@ function open(s: TransportSettings, hooks: TransportHooks, env: Env): ClientTran
   };
 }
 
+/** A resume handshake that only delivers `batch` (a close frame), then closes. */
+const farewell: Transport['farewell'] = (s, query, batch, env) => {
+  const ws = new env.WebSocket!(endpoint(s.url.replace(/^http/, 'ws'), 'websocket', query));
+  const timer = env.setTimeout(() => ws.close(), s.requestTimeout);
+  ws.onerror = () => {};
+  ws.onmessage = ws.onclose = null;
+  ws.onopen = () => {
+    env.clearTimeout(timer);
+    ws.send(batch);
+    ws.close(1000);
+  };
+};
+
 /** The WebSocket transport: `connect(url, { transports: [webSocket] })`. */
 export const webSocket: Transport = {
   name: 'websocket',
   supported: (env) => typeof env.WebSocket === 'function',
   open,
+  farewell,
 };
