@@ -135,8 +135,12 @@ export function browserSuite(serverOptions: ServerOptions = {}): Suite {
     },
 
     expectOneSession(r, a) {
-      expect(a.conns.length, 'sessions the server opened').toBe(1);
-      expect(a.closes, 'sessions closed').toEqual([]);
+      // A first visit starts the first fallback alongside WebSocket: the race loser may open a
+      // session too, and it is closed at once ('lost the race'). One session carries everything.
+      const live = a.conns.filter((c) => c.state === 'open');
+      expect(live.length, 'sessions open at the server').toBe(1);
+      expect(a.conns.length, 'sessions the server opened (the winner and at most one race loser)').toBeLessThanOrEqual(2);
+      expect(a.closes.filter((x) => !/lost the race/.test(String(x))), 'sessions closed, race losers aside').toEqual([]);
       expect(r.events.filter((e) => /^(session-lost|close)/.test(e)), 'socket events').toEqual([]);
       expect(r.events.filter((e) => e === 'open')).toEqual(['open']);
       expect(r.state).toBe('open');
@@ -151,9 +155,12 @@ export function browserSuite(serverOptions: ServerOptions = {}): Suite {
       s.expectOneSession(r, a);
       expect(r.events.filter((e) => e.startsWith('reconnecting')), 'reconnects').toEqual([]);
       expect(r.transport).toBe(expected);
-      expect(r.transports, 'transports the page used').toEqual([expected]);
-      expect(a.transports, 'transports the server saw').toEqual([expected]);
-      expect(a.conns[0].transport).toBe(expected);
+      // A first visit may start on the fallback that raced alongside, then move up: the session
+      // ends on `expected`, with at most one transport before it.
+      expect(r.transports[r.transports.length - 1], 'transport the page ended on').toBe(expected);
+      expect(r.transports.length, 'transports the page used: ' + r.transports.join(', ')).toBeLessThanOrEqual(2);
+      expect(a.transports, 'transports the server saw').toContain(expected);
+      expect(a.conns.filter((c) => c.state === 'open')[0].transport).toBe(expected);
       return r;
     },
 

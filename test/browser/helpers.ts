@@ -341,6 +341,8 @@ export interface PageConfig {
    * as `connect('/rt', { transports: [CometSocket.webSocket, …] })`.
    */
   transports: 'default' | TransportName | readonly TransportName[];
+  /** More connect() options, as JavaScript source, e.g. `parallelFallback: false`. */
+  extra?: string;
   /** Globals to delete (`<script>delete window.WebSocket</script>`) before the bundle loads. */
   deleteGlobals?: readonly string[];
   /** Messages the page sends: 'c0', 'c1', … */
@@ -359,9 +361,8 @@ export interface PageConfig {
  */
 export function testPage(c: PageConfig): string {
   const list = c.transports === 'default' ? null : typeof c.transports === 'string' ? [c.transports as TransportName] : c.transports;
-  const connect = list
-    ? "CometSocket.connect('" + RT_PATH + "', { transports: [" + list.map((n) => 'CometSocket.' + TRANSPORTS[n]).join(', ') + '] })'
-    : "CometSocket.connect('" + RT_PATH + "')";
+  const opts = [list ? 'transports: [' + list.map((n) => 'CometSocket.' + TRANSPORTS[n]).join(', ') + ']' : '', c.extra || ''].filter(Boolean).join(', ');
+  const connect = "CometSocket.connect('" + RT_PATH + "'" + (opts ? ', { ' + opts + ' }' : '') + ')';
   const deletes = (c.deleteGlobals || []).map((g) => 'delete window.' + g + ';').join(' ');
   return `<!doctype html>
 <html>

@@ -62,9 +62,10 @@ describe('script tag in Chromium', () => {
 
   it('(d) the WebSocket cut mid-stream by the server: resumed, 2000 each way, nothing lost, duplicated or reordered', async () => {
     let cut = -1;
+    // parallelFallback off: the cut must hit a WebSocket, so the session starts on one.
     const { at, r } = await s.streamWithCut('/d.html', () => {
       cut = s.srv.killWebSockets();
-    });
+    }, { extra: 'parallelFallback: false' });
     expect(cut, 'WebSockets cut').toBe(1);
     expect(at.unacked, 'the server had unacknowledged output when cut').toBeGreaterThan(0);
     expect(r.events.filter((e) => e === 'resume'), 'resume events (' + r.events.join(', ') + ')').toEqual(['resume']);
@@ -77,7 +78,7 @@ describe('script tag in Chromium', () => {
       cut = s.srv.blackholeWebSockets();
       await sleep(150);
       s.srv.killWebSockets();
-    });
+    }, { extra: 'parallelFallback: false' });
     expect(cut, 'WebSockets black-holed').toBe(1);
     // Frames really were lost in flight, in both directions, so the replay was exercised.
     expect(s.srv.dropped.bytes, 'server frames dropped in flight').toBeGreaterThan(0);
@@ -96,7 +97,7 @@ describe('script tag in Chromium', () => {
         if (received % 300 === 0 && received <= 1500) cuts += s.srv.killWebSockets();
       },
     });
-    const t = await s.open('/d-five.html', testPage({ transports: 'default', count: n, sendWhen: 'open', ...STREAM }));
+    const t = await s.open('/d-five.html', testPage({ transports: 'default', extra: 'parallelFallback: false', count: n, sendWhen: 'open', ...STREAM }));
     const r = await s.exchangeDone(t, a, n, 20000);
     s.expectExactlyOnceInOrder(r, a, n, t);
     s.expectOneSession(r, a);
