@@ -149,7 +149,10 @@ export function browserSuite(serverOptions: ServerOptions = {}): Suite {
     async exchange(path, page, expected, timeout = 15000) {
       const a = s.app({ count: N });
       const t = await s.open(path, testPage({ count: N, ...page }));
-      const r = await s.exchangeDone(t, a, N, timeout);
+      await s.exchangeDone(t, a, N, timeout);
+      // A first visit may still be moving up from the fallback that raced alongside (background upgrade).
+      await waitFor(t.page, 'window.T.sock.transport === ' + JSON.stringify(expected), 'the session on ' + expected, 5000);
+      const r = await readPage(t.page);
       expect(r.hasGlobal, 'window.CometSocket from the script tag').toBe(true);
       s.expectExactlyOnceInOrder(r, a, N, t);
       s.expectOneSession(r, a);
