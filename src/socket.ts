@@ -248,9 +248,9 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (i >= 0) this._links.splice(i, 1);
   }
 
-  /** Close every link but the race losers still finishing (unless `all`), and every timer. */
-  private _closeAll(all?: boolean): void {
-    for (let i = this._links.length - 1; i >= 0; i--) if (all || this._links[i].loser === undefined) this._closeLink(this._links[i]);
+  /** Close every link but the race losers still finishing, and every timer. */
+  private _closeAll(): void {
+    for (let i = this._links.length - 1; i >= 0; i--) if (this._links[i].loser === undefined) this._closeLink(this._links[i]);
     if (this._current) this._closeLink(this._current);
     this._current = null;
     this._race = null;
@@ -260,6 +260,7 @@ export class Socket extends EventEmitter<SocketEvents> {
   private _onLinkClosed(link: Link, info: TransportClose): void {
     if (link.dead) return;
     this._closeLink(link);
+    if (this.state === 'closed') return; // an attempt kept past close() (see _finish)
     this._log(link.name + ' closed: ' + info.code + ' ' + info.reason);
     if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this._sid) return this._sessionLost(info);
     if (link === this._current) {
@@ -324,6 +325,12 @@ export class Socket extends EventEmitter<SocketEvents> {
   }
 
   private _onOpen(link: Link, f: Extract<Frame, { t: 'o' }>): void {
+    if (this.state === 'closed') {
+      // An attempt that was in flight when the socket closed: close the session it opened.
+      link.own = [f.sid, f.tok];
+      if (link.t) link.t.sendLast(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'socket closed' }));
+      return this._closeLink(link);
+    }
     if (f.v !== PROTOCOL_VERSION) return this._onLinkClosed(link, { code: CloseCode.UnsupportedVersion, reason: 'server speaks protocol ' + f.v });
     if (!link.sid && this._sid) {
       // A new session opened by a race loser: tell the server to drop that session.
@@ -484,7 +491,13 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _finish(code: number, reason: string, wasClean: boolean): void {
     if (this.state === 'closed') return;
-    this._closeAll(true);
+    // Attempts still in flight may yet open a session on the server: keep them until they do (then
+    // _onOpen closes it) or until connectTimeout.
+    for (let k = 0; k < this._links.length; k++) {
+      const l = this._links[k];
+      if (l.loser === undefined) l.loser = this._env.setTimeout(() => this._closeLink(l), this._o.connectTimeout);
+    }
+    this._closeAll();
     this._unwake();
     this.state = 'closed';
     this.transport = null;

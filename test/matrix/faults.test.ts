@@ -186,7 +186,7 @@ describe('(c) WebSocket hangs', () => {
     const sl = serverSends(srv, 100);
     const fake = hangingWebSocket();
     const rec = recordingRequest(defaultEnv().request!);
-    const { sock, cl, t0 } = open(srv.url, { upgrade: false, env: { WebSocket: fake.ctor, request: rec.request } });
+    const { sock, cl, t0 } = open(srv.url, { upgrade: false, connectTimeout: 1000, env: { WebSocket: fake.ctor, request: rec.request } });
     sendAll(sock, 100);
     await waitFor(() => cl.received.length >= 1, 3000, 'first message');
     const lp = rec.calls.find((c) => isHandshake(c.url))!;
@@ -197,11 +197,13 @@ describe('(c) WebSocket hangs', () => {
     expect(sl.received).toEqual(labels('c', 100));
     expect(cl.received).toEqual(labels('s', 100));
     expect(cl.transports).toEqual(['long-polling']);
-    // The hanging attempt lost the race for a new session: it is kept (up to connectTimeout) so
-    // that, should it open, its session can be closed; closing the socket closes it.
+    // The hanging attempt lost the race for a new session: it is kept, even past close(), until
+    // it opens (then its session is closed) or connectTimeout (here 1 s), then dropped.
     expect(fake.made).toHaveLength(1);
     sock.close();
-    expect((fake.made[0].socket as unknown as { closed: boolean }).closed).toBe(true);
+    const hung = fake.made[0].socket as unknown as { closed: boolean };
+    expect(hung.closed).toBe(false);
+    await waitFor(() => hung.closed, 2500, 'the hanging attempt dropped at connectTimeout');
   });
 
   it('websocket+long-polling × websocket accepted by msw but the open frame never comes → long-polling after headStart wins, first message within headStart + 200 ms', async () => {
