@@ -192,12 +192,12 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
     this._order = raceOrder(this._list.length, first);
     this._race = new Race(this._list.length);
-    // Nothing remembered for this endpoint (a first visit): the first fallback starts together with
-    // the first candidate, so a network that blocks WebSocket costs no head start and no failed
-    // upgrade round trips; the loser's session is closed when it opens.
     this._later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
     this._startNext();
-    // Only for a new session: two resume handshakes would both attach to the session on the server.
+    // Nothing remembered for this endpoint (a first visit): the first fallback starts together with
+    // the first candidate, so a network that blocks WebSocket costs no head start and no failed
+    // upgrade round trips; the loser's session is closed when it opens. Only for a new session:
+    // two resume handshakes would both attach to the session on the server.
     if (first < 0 && !this._sid && this._o.parallelFallback && this._race && this._race.headStartOver()) {
       this._log('nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
       this._startNext();
@@ -218,7 +218,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     }
   }
 
-  private _openLink(index: number, upgrade: boolean): void {
+  private _openLink(index: number, upgrade: boolean): Link {
     const tr = this._list[index];
     const link: Link = { t: null, index, name: tr.name, upgrade, sid: this._sid, dead: false };
     this._links.push(link);
@@ -238,6 +238,12 @@ export class Socket extends EventEmitter<SocketEvents> {
       this._onLinkClosed(link, { code: 1006, reason: tr.name + ' threw: ' + (e as Error).message });
     }
     if (link.dead && link.t) link.t.close();
+    return link;
+  }
+
+  /** Keep an attempt until its own open frame arrives (see _onOpen) or connectTimeout. */
+  private _keepUntilOpen(l: Link): void {
+    if (l.loser === undefined) l.loser = this._env.setTimeout(() => this._closeLink(l), this._o.connectTimeout);
   }
 
   private _closeLink(link: Link): void {
@@ -357,7 +363,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     // server's transport for it (the last attach wins there), so it takes over here too.
     for (let i = 0; i < this._links.length; i++) {
       const l = this._links[i];
-      if (!l.upgrade && l.sid === (resumed ? f.sid : '')) l.loser = this._env.setTimeout(() => this._closeLink(l), this._o.connectTimeout);
+      if (!l.upgrade && l.sid === (resumed ? f.sid : '')) this._keepUntilOpen(l);
     }
     this._closeAll();
     if (prev) this._log('moved from ' + prev.name + ' to ' + link.name);
@@ -420,7 +426,6 @@ export class Socket extends EventEmitter<SocketEvents> {
     else this._later('beat', () => this._beat(), limit - idle);
   }
 
-  /** The page may have slept: re-check deadlines against the wall clock now. */
   /**
    * The page may have slept (timers throttled or frozen): run every timer already due by the wall
    * clock now — the heartbeat deadline, a reconnect, a connect timeout — instead of when the
@@ -459,10 +464,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._session = this._newSession();
     this.state = 'reconnecting';
     this.emit('session-lost', { unacked, code: info.code, reason: info.reason });
-    if (this._full) {
-      this._full = false;
-      this.emit('drain');
-    }
+    this._drained();
     if ((this.state as SocketState) !== 'closed') this._negotiate();
   }
 
@@ -479,9 +481,8 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
     this._later('upgrade', () => {
       if (this._current !== link) return;
-      this._openLink(next, true);
-      const probe = this._links[this._links.length - 1];
-      this._later('probe', () => probe && this._onLinkClosed(probe, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
+      const probe = this._openLink(next, true);
+      this._later('probe', () => this._onLinkClosed(probe, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
     }, delay);
   }
 
@@ -491,12 +492,8 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _finish(code: number, reason: string, wasClean: boolean): void {
     if (this.state === 'closed') return;
-    // Attempts still in flight may yet open a session on the server: keep them until they do (then
-    // _onOpen closes it) or until connectTimeout.
-    for (let k = 0; k < this._links.length; k++) {
-      const l = this._links[k];
-      if (l.loser === undefined) l.loser = this._env.setTimeout(() => this._closeLink(l), this._o.connectTimeout);
-    }
+    // Attempts still in flight may yet open a session on the server: _onOpen closes it then.
+    for (let k = 0; k < this._links.length; k++) this._keepUntilOpen(this._links[k]);
     this._closeAll();
     this._unwake();
     this.state = 'closed';

@@ -9,12 +9,6 @@ export const NO_CACHE = {
   Pragma: 'no-cache',
 };
 
-/** Answer 200 with a batch (text/plain, UTF-8). */
-export function sendBatch(res: ServerResponse, batch: string): void {
-  res.writeHead(200, { ...NO_CACHE, 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': Buffer.byteLength(batch) });
-  res.end(batch);
-}
-
 /** The close frame of a refusal (with the retry delay in ms when it has one). */
 export function closeFrame(r: Refusal): string {
   return encodeFrame(r.retryAfter !== undefined ? { t: 'c', c: r.code, r: r.reason, ra: r.retryAfter * 1000 } : { t: 'c', c: r.code, r: r.reason });
