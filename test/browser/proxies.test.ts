@@ -490,7 +490,7 @@ describe.sequential('behind proxies (Chromium, script tag)', () => {
     const expected = mode === 'buffer' ? 'long-polling' : 'sse';
     // dropUpgrades saves only the WebSocket's failure (a few ms on loopback): medians of RUNS pairs.
     const pairs = mode === 'dropUpgrades' ? RUNS : 1;
-    it(`memory, ${mode}: the second load in the same browser starts with ${expected}, what worked the first time, and gets its first message sooner`, async () => {
+    it(`memory, ${mode}: the second load in the same browser starts with ${expected}, what worked the first time${mode === 'buffer' ? ', and gets its first message sooner' : ''}`, async () => {
       const e = await behind(mode);
       app(e, { count: 1 });
       const firsts: Load[] = [];
@@ -515,9 +515,11 @@ describe.sequential('behind proxies (Chromium, script tag)', () => {
       const m1 = median(firsts.map((x) => x.first));
       const m2 = median(seconds.map((x) => x.first));
       console.log(`[proxies] memory, ${mode}: first load ${fmt(firsts.map((x) => x.first))} ms on ${firsts.map((x) => x.transport).join(', ')}; second load ${fmt(seconds.map((x) => x.first))} ms on ${seconds.map((x) => x.transport).join(', ')} (first request ${seconds[0].requests[0]})`);
-      expect(m2, 'first message on the second load vs the first').toBeLessThan(m1);
-      // The first visit spends no head start either (parallel fallback), except behind the
-      // buffering proxy, where the buffered stream is given up only after sse's head start.
+      // Only behind the buffering proxy is there time to win: the first visit gives the buffered
+      // stream up after sse's head start. Behind the other two the first visit already starts sse
+      // alongside WebSocket (parallel fallback), so both loads take about the same few ms and a
+      // comparison would be a coin toss on a shared machine: there the first request (above) is
+      // the claim, and the figures are printed.
       if (mode === 'buffer') expect(m2, 'the head start no longer spent').toBeLessThan(m1 - HEAD_START / 2);
       expect(e.srv.errors).toEqual([]);
     }, 30000);
