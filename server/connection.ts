@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { decodeFrame, encodeFrame, FrameError, PROTOCOL_VERSION } from '../src/frame';
+import { binaryLineLength, decodeBinary, decodeFrame, encodeFrame, FrameError, PROTOCOL_VERSION, type Frame } from '../src/frame';
 import { Receipt, Session, utf8Length } from '../src/session';
 import type { LinkedConnection, Refusal, ServerLink } from '../transports/server-types';
 import type { ResolvedServerOptions } from './options';
@@ -55,7 +55,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     super();
     this.headers = req.headers;
     this.remoteAddress = req.socket.remoteAddress;
-    this.session = new Session({ maxMessages: o.maxBufferedMessages, maxBytes: o.maxBufferedBytes });
+    this.session = new Session({ maxMessages: o.maxBufferedMessages, maxBytes: o.maxBufferedBytes }, (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64'));
   }
 
   /** Name of the transport carrying the session now, or null while the client is away. */
@@ -79,13 +79,13 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
    */
   send(data: string | ArrayBuffer | ArrayBufferView): boolean {
     if (this.state !== 'open') return false;
-    let d: string;
-    let binary = false;
+    let d: string | Uint8Array;
+    // Bytes are copied: the caller may reuse its buffer while the session keeps them for replays.
     if (typeof data === 'string') d = data;
-    else if (data instanceof ArrayBuffer) (d = Buffer.from(data).toString('base64')), (binary = true);
-    else if (ArrayBuffer.isView(data)) (d = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')), (binary = true);
+    else if (data instanceof ArrayBuffer) d = new Uint8Array(data.slice(0));
+    else if (ArrayBuffer.isView(data)) d = Uint8Array.prototype.slice.call(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     else throw new TypeError('send() takes a string, a Buffer, an ArrayBuffer or a typed array');
-    const n = this.session.push(d, binary, this.o.maxBufferedBytes);
+    const n = this.session.push(d, this.o.maxBufferedBytes);
     if (n === -2) throw new RangeError('message larger than maxBufferedBytes');
     if (n === -1) {
       this.fail({ status: 507, code: 4507, reason: 'client is not reading: send buffer full' });
@@ -139,12 +139,20 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     return null;
   }
 
-  take(): string {
+  take(): string;
+  take(binary: boolean): string | Uint8Array;
+  take(binary = false): string | Uint8Array {
     let out = this.ctrl.join('\n');
     this.ctrl = [];
-    const data = this.session.take(this.o.maxBatch);
-    if (data) out = out ? out + '\n' + data : data;
-    if (this.closeFrame) {
+    if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
+    // On a binary link control frames go alone, so they never wait behind a binary message.
+    if (!binary || !out) {
+      const data = this.session.take(this.o.maxBatch, binary);
+      if (typeof data !== 'string') return data;
+      if (data) out = out ? out + '\n' + data : data;
+    }
+    // The close frame follows every data frame still to be written.
+    if (this.closeFrame && !this.session.hasOutput) {
       out = out ? out + '\n' + this.closeFrame : this.closeFrame;
       this.closeFrame = '';
       if (this.state === 'closing') {
@@ -155,27 +163,35 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
         if (link) queueMicrotask(() => link.end(code, reason));
       }
     }
-    if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
     return out;
   }
 
-  receive(batch: string): Refusal | null {
+  /** A batch, or a binary message (one data frame carrying bytes), from the client. */
+  receive(batch: string | Uint8Array): Refusal | null {
     if (this.state !== 'open') return null;
     this.touch();
-    const lines = batch.split('\n');
+    const lines = typeof batch === 'string' ? batch.split('\n') : [batch];
     for (let i = 0; i < lines.length && this.state === 'open'; i++) {
       const line = lines[i];
-      if (!line) continue;
-      if (utf8Length(line) > this.o.maxPayload) return this.fail({ status: 413, code: 4413, reason: 'frame larger than ' + this.o.maxPayload + ' bytes' });
-      let f;
+      if (!line.length) continue;
+      let f: Frame;
+      let bytes: Buffer | null = null;
       try {
-        f = decodeFrame(line);
+        if (typeof line === 'string') {
+          if (utf8Length(line) > this.o.maxPayload) return this.tooLarge();
+          f = decodeFrame(line);
+        } else {
+          const [s, b] = decodeBinary(line);
+          if (binaryLineLength(s, b.length) > this.o.maxPayload) return this.tooLarge();
+          f = { t: 'd', s, d: '', b: 1 };
+          bytes = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+        }
       } catch (e) {
         return this.fail({ status: 400, code: 4400, reason: (e as FrameError).message });
       }
       if (f.t === 'd') {
         const r = this.session.receive(f);
-        if (r === Receipt.Deliver) this.emit('message', f.b ? Buffer.from(f.d, 'base64') : f.d);
+        if (r === Receipt.Deliver) this.emit('message', bytes || (f.b ? Buffer.from(f.d, 'base64') : f.d));
         else if (r === Receipt.Gap) return { status: 409, code: 4409, reason: 'sequence gap: resume the session' };
       } else if (f.t === 'a') {
         if (this.session.acked(f.a) < 0) return this.fail({ status: 400, code: 4400, reason: 'ack beyond what the server sent' });
@@ -187,6 +203,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     }
     this.scheduleAck();
     return null;
+  }
+
+  private tooLarge(): Refusal {
+    return this.fail({ status: 413, code: 4413, reason: 'frame larger than ' + this.o.maxPayload + ' bytes' });
   }
 
   rewind(ack: number): Refusal | null {

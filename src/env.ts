@@ -11,7 +11,9 @@ export interface WebSocketLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
-  send(data: string): void;
+  /** Set to 'arraybuffer': binary messages must arrive as ArrayBuffers. */
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
 

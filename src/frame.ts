@@ -149,6 +149,53 @@ export function decodeFrame(line: string): Frame {
   }
 }
 
+/**
+ * A data frame whose payload is bytes, as one binary WebSocket message (PROTOCOL.md, "Binary
+ * messages"): the frame's JSON without `d` (`{"t":"d","s":N,"b":1}`), one LF byte, the bytes.
+ */
+export function encodeBinary(s: number, bytes: Uint8Array): Uint8Array {
+  const head = '{"t":"d","s":' + s + ',"b":1}\n';
+  const out = new Uint8Array(head.length + bytes.length);
+  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
+  out.set(bytes, head.length);
+  return out;
+}
+
+/** Decode a binary message: its sequence number and its payload (a view into `m`). Throws FrameError. */
+export function decodeBinary(m: Uint8Array): [number, Uint8Array] {
+  let nl = 0;
+  while (nl < m.length && nl <= 64 && m[nl] !== 10) nl++;
+  if (nl >= m.length || nl > 64) throw new FrameError('binary message without a frame header');
+  let head = '';
+  for (let i = 0; i < nl; i++) head += String.fromCharCode(m[i]);
+  let f: Record<string, unknown> | null = null;
+  try {
+    f = JSON.parse(head) as Record<string, unknown>;
+  } catch {
+    /* reported below */
+  }
+  if (!f || f.t !== 'd' || !isSeq(f.s) || f.s < 1 || f.b !== 1 || f.d !== undefined) throw new FrameError('malformed binary frame header');
+  return [f.s, m.subarray(nl + 1)];
+}
+
+declare function btoa(s: string): string;
+
+/** Base64 of bytes (chunked, so String.fromCharCode's argument list stays short). */
+export function toBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000) as unknown as number[]);
+  return btoa(s);
+}
+
+/**
+ * Length of the text form (`{"t":"d","s":N,"d":"<base64>","b":1}`) of data frame `s` carrying
+ * `n` bytes, without encoding it: limits count this form on every transport, so a message that
+ * fits on one fits on all.
+ */
+export function binaryLineLength(s: number, n: number): number {
+  return 27 + String(s).length + 4 * Math.ceil(n / 3);
+}
+
 /** Decode a batch. An empty batch (e.g. an empty poll response) decodes to no frames. */
 export function decodeBatch(text: string): Frame[] {
   const out: Frame[] = [];

@@ -1,26 +1,23 @@
-/** Application payloads ↔ data frame payloads: strings travel as they are, bytes as base64. */
+/** Application payloads ↔ what the session keeps: strings as they are, bytes as a copy. */
 
 export type Payload = string | ArrayBuffer | ArrayBufferView;
 
-declare function btoa(s: string): string;
 declare function atob(s: string): string;
 
-/** Encode a payload for a data frame: [d, binary]. Throws TypeError on anything else. */
-export function encodePayload(data: Payload): [string, boolean] {
-  if (typeof data === 'string') return [data, false];
-  let bytes: Uint8Array;
-  if (data instanceof ArrayBuffer) bytes = new Uint8Array(data);
-  else if (data && data.buffer instanceof ArrayBuffer) bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  else throw new TypeError('send() takes a string, an ArrayBuffer or a typed array');
-  let s = '';
-  // Chunks keep String.fromCharCode's argument list short.
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000) as unknown as number[]);
-  }
-  return [btoa(s), true];
+/** A payload as the session keeps it. Bytes are copied: the caller may reuse its buffer. Throws TypeError on anything else. */
+export function encodePayload(data: Payload): string | Uint8Array {
+  if (typeof data === 'string') return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data.slice(0));
+  if (data && data.buffer instanceof ArrayBuffer) return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  throw new TypeError('send() takes a string, an ArrayBuffer or a typed array');
 }
 
-/** Decode a data frame payload back to a string or an ArrayBuffer. */
+/** Bytes as an ArrayBuffer of exactly their length (no copy when they fill their buffer). */
+export function toArrayBuffer(u: Uint8Array): ArrayBuffer {
+  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u.buffer as ArrayBuffer) : (u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer);
+}
+
+/** Decode a text data frame's payload back to a string or an ArrayBuffer (`binary`: base64). */
 export function decodePayload(d: string, binary: boolean | undefined): string | ArrayBuffer {
   if (!binary) return d;
   const s = atob(d);

@@ -4,14 +4,17 @@
  * them (bounded by count and bytes), hands out what still has to be written on the current
  * transport, rewinds on resume so lost frames are written again, and drops replays on receipt.
  */
-import { encodeFrame, type DataFrame } from './frame';
+import { binaryLineLength, encodeBinary, encodeFrame, toBase64, type DataFrame } from './frame';
 
 export interface SessionLimits {
   /** Most unacknowledged outgoing messages kept. */
   maxMessages: number;
-  /** Most unacknowledged outgoing bytes kept (UTF-8 of the encoded data frames). */
+  /** Most unacknowledged outgoing bytes kept (UTF-8 of the data frames in their text form). */
   maxBytes: number;
 }
+
+/** A payload as the session keeps it: a string, or bytes (base64 only on a text transport). */
+export type SessionPayload = string | Uint8Array;
 
 /** What `receive` decided about an incoming data frame. */
 export const Receipt = {
@@ -38,9 +41,11 @@ export function utf8Length(s: string): number {
 }
 
 interface Entry {
-  frame: DataFrame;
-  /** The frame encoded once, reused on every replay. */
+  s: number;
+  d: SessionPayload;
+  /** The frame's text form, encoded once (for bytes: the first time a text transport takes it). */
   line: string;
+  /** UTF-8 length of the text form: what limits count, whichever transport carries it. */
   bytes: number;
 }
 
@@ -57,7 +62,11 @@ export class Session {
   /** Highest acknowledgement told to the peer. */
   private _ackSent = 0;
 
-  constructor(readonly limits: SessionLimits) {}
+  /** `base64` encodes bytes for text transports (the server passes Buffer's, faster than btoa). */
+  constructor(
+    readonly limits: SessionLimits,
+    private readonly _b64: (bytes: Uint8Array) => string = toBase64,
+  ) {}
 
   /** Bytes (encoded data frames) pushed but not yet acknowledged. */
   get bufferedBytes(): number {
@@ -90,19 +99,20 @@ export class Session {
   }
 
   /**
-   * Number an outgoing payload and keep it until acknowledged. Returns the encoded frame's size
-   * in bytes; -1 (keeping nothing) when the buffer has no room for it now; -2 when the encoded
-   * frame is larger than `maxFrame` or than the whole buffer.
+   * Number an outgoing payload and keep it until acknowledged (bytes are kept as given: copy them
+   * first if the caller may reuse its buffer). Returns the size of the frame's text form in bytes;
+   * -1 (keeping nothing) when the buffer has no room for it now; -2 when that form is larger than
+   * `maxFrame` or than the whole buffer.
    */
-  push(d: string, binary?: boolean, maxFrame = Infinity): number {
-    const frame: DataFrame = binary ? { t: 'd', s: this._lastSeq + 1, d, b: 1 } : { t: 'd', s: this._lastSeq + 1, d };
-    const line = encodeFrame(frame);
-    const bytes = utf8Length(line);
+  push(d: SessionPayload, maxFrame = Infinity): number {
+    const s = this._lastSeq + 1;
+    const line = typeof d === 'string' ? encodeFrame({ t: 'd', s, d }) : '';
+    const bytes = line ? utf8Length(line) : binaryLineLength(s, d.length);
     // -2: it could never fit, so "full, wait for drain" would wait forever.
     if (bytes > maxFrame || bytes > this.limits.maxBytes) return -2;
     if (this._out.length >= this.limits.maxMessages || this._outBytes + bytes > this.limits.maxBytes) return -1;
     this._lastSeq++;
-    this._out.push({ frame, line, bytes });
+    this._out.push({ s, d, line, bytes });
     this._outBytes += bytes;
     return bytes;
   }
@@ -114,7 +124,7 @@ export class Session {
   acked(n: number): number {
     if (n > this._lastSeq) return -1;
     let k = 0;
-    while (k < this._out.length && this._out[k].frame.s <= n) this._outBytes -= this._out[k++].bytes;
+    while (k < this._out.length && this._out[k].s <= n) this._outBytes -= this._out[k++].bytes;
     if (k) this._out.splice(0, k);
     if (this._written < n) this._written = n;
     return k;
@@ -148,9 +158,13 @@ export class Session {
   /**
    * The next batch to write on the current transport: an ack frame when one is owed, then the
    * data frames not yet written, at most `maxBytes` in all (but always at least one frame).
-   * Marks them written. Returns '' when there is nothing to write.
+   * Marks them written. Returns '' when there is nothing to write. With `binary` (a transport
+   * that carries binary messages), a payload of bytes goes alone as one binary message
+   * (`encodeBinary`): the text batch stops before it, and it is returned once nothing precedes it.
    */
-  take(maxBytes = Infinity): string {
+  take(maxBytes?: number): string;
+  take(maxBytes: number, binary: boolean): string | Uint8Array;
+  take(maxBytes = Infinity, binary = false): string | Uint8Array {
     let batch = '';
     let bytes = 0;
     if (this._received > this._ackSent) {
@@ -160,11 +174,19 @@ export class Session {
     }
     for (let i = this._out.length - (this._lastSeq - this._written); i < this._out.length; i++) {
       const e = this._out[i];
+      if (typeof e.d !== 'string') {
+        if (binary) {
+          if (batch) break;
+          this._written = e.s;
+          return encodeBinary(e.s, e.d);
+        }
+        if (!e.line) e.line = encodeFrame({ t: 'd', s: e.s, d: this._b64(e.d), b: 1 });
+      }
       const add = (batch ? 1 : 0) + e.bytes;
       if (batch && bytes + add > maxBytes) break;
       batch += (batch ? '\n' : '') + e.line;
       bytes += add;
-      this._written = e.frame.s;
+      this._written = e.s;
     }
     return batch;
   }
@@ -177,8 +199,8 @@ export class Session {
     return Receipt.Deliver;
   }
 
-  /** The unacknowledged outgoing messages, oldest first (handed back when a session is lost). */
-  unacked(): DataFrame[] {
-    return this._out.map((e) => e.frame);
+  /** The unacknowledged outgoing payloads, oldest first (handed back when a session is lost). */
+  unacked(): SessionPayload[] {
+    return this._out.map((e) => e.d);
   }
 }

@@ -7,10 +7,10 @@ import { EventEmitter } from 'eventemitter3';
 import { backoffDelay } from './backoff';
 import { CloseCode, isRetryable, isTransient } from './close-codes';
 import { defaultEnv, httpUrl, type Env } from './env';
-import { decodeBatch, encodeFrame, PROTOCOL_VERSION, type Frame, type Limits } from './frame';
+import { decodeBatch, decodeBinary, encodeFrame, PROTOCOL_VERSION, type Frame, type Limits } from './frame';
 import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports } from './negotiate';
 import { resolveOptions, type ResolvedOptions, type SocketEvents, type SocketOptions, type SocketState } from './options';
-import { decodePayload, encodePayload, type Payload } from './payload';
+import { decodePayload, encodePayload, toArrayBuffer, type Payload } from './payload';
 import { Receipt, Session } from './session';
 import type { ClientTransport, Transport, TransportClose, TransportSettings } from '../transports/types';
 
@@ -116,8 +116,7 @@ export class Socket extends EventEmitter<SocketEvents> {
    */
   send(data: Payload): boolean {
     if (this.state === 'closed') throw new Error('cometsocket: send() on a closed socket');
-    const p = encodePayload(data);
-    const n = this._session.push(p[0], p[1], this._lim.payload);
+    const n = this._session.push(encodePayload(data), this._lim.payload);
     if (n === -2) throw new RangeError('cometsocket: message larger than ' + Math.min(this._lim.payload, this._o.maxBufferedBytes) + ' bytes');
     if (n < 0) return !(this._full = true);
     if (!this._queued) {
@@ -298,11 +297,18 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   // ---- receiving -----------------------------------------------------------------------------
 
-  private _onData(link: Link, text: string): void {
+  private _onData(link: Link, text: string | ArrayBuffer): void {
     if (link.dead) return;
     let frames: Frame[];
+    // A binary message: one data frame whose payload is these bytes.
+    let bytes: Uint8Array | undefined;
     try {
-      frames = decodeBatch(text);
+      if (typeof text === 'string') frames = decodeBatch(text);
+      else {
+        const b = decodeBinary(new Uint8Array(text));
+        bytes = b[1];
+        frames = [{ t: 'd', s: b[0], d: '', b: 1 }];
+      }
     } catch (e) {
       return this._onLinkClosed(link, { code: 1002, reason: (e as Error).message });
     }
@@ -317,7 +323,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       }
       if (f.t === 'd') {
         const r = this._session.receive(f);
-        if (r === Receipt.Deliver) this.emit('message', decodePayload(f.d, f.b === 1));
+        if (r === Receipt.Deliver) this.emit('message', bytes ? toArrayBuffer(bytes) : decodePayload(f.d, f.b === 1));
         else if (r === Receipt.Gap) this._onLinkClosed(link, { code: 1002, reason: 'sequence gap' });
       } else if (f.t === 'a') {
         if (this._session.acked(f.a) < 0) this._onLinkClosed(link, { code: 1002, reason: 'ack beyond what was sent' });
@@ -405,8 +411,9 @@ export class Socket extends EventEmitter<SocketEvents> {
     const link = this._current;
     this._clear('ack');
     while (link === this._current && link && link.t && link.t.canSend && (this._session.hasOutput || this._pongOwed)) {
-      let b = this._session.take(this._lim.batch);
-      if (this._pongOwed) {
+      let b = this._session.take(this._lim.batch, !!link.t.binary);
+      // A pong rides with a text batch; after a binary message it goes in the next round.
+      if (this._pongOwed && typeof b === 'string') {
         b = b ? b + '\n' + PONG : PONG;
         this._pongOwed = false;
       }
@@ -457,7 +464,7 @@ export class Socket extends EventEmitter<SocketEvents> {
   }
 
   private _sessionLost(info: TransportClose): void {
-    const unacked = this._session.unacked().map((f) => decodePayload(f.d, f.b === 1));
+    const unacked = this._session.unacked().map((d) => (typeof d === 'string' ? d : toArrayBuffer(d)));
     this._log('session ' + this._sid + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
     this._closeAll();
     this._sid = this._tok = '';

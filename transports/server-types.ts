@@ -31,10 +31,15 @@ export interface ServerLink {
 export interface LinkedConnection {
   /** The next batch to write ('' when nothing is waiting). */
   take(): string;
+  /**
+   * For a link that carries binary messages: the next batch, or the bytes of one binary message
+   * (PROTOCOL.md, "Binary messages").
+   */
+  take(binary: boolean): string | Uint8Array;
   /** Whether a batch is waiting. */
   readonly hasOutput: boolean;
-  /** A batch arrived from the client. Returns a refusal when it broke the protocol or a limit. */
-  receive(batch: string): Refusal | null;
+  /** A batch (or a binary message) arrived from the client. Returns a refusal when it broke the protocol or a limit. */
+  receive(batch: string | Uint8Array): Refusal | null;
   /** A poll says the client holds everything up to `ack`: write the rest again. */
   rewind(ack: number): Refusal | null;
   /** The client broke a limit the transport enforces: close the session with this refusal's code. */

@@ -16,8 +16,11 @@ export interface TransportClose {
 export interface TransportHooks {
   /** Query string (without "?") for the next request: the handshake when `open` is true. */
   query(open: boolean): string;
-  /** A batch arrived (possibly empty: an empty poll still proves the server is alive). */
-  data(batch: string): void;
+  /**
+   * A batch arrived (possibly empty: an empty poll still proves the server is alive), or a binary
+   * message (PROTOCOL.md, "Binary messages") from a transport that carries them.
+   */
+  data(batch: string | ArrayBuffer): void;
   /** The transport can take a batch now (it had said it could not). */
   writable(): void;
   /** The transport died. Never called after `close()`. */
@@ -28,8 +31,10 @@ export interface TransportHooks {
 export interface ClientTransport {
   /** Whether `send` may be called now. */
   readonly canSend: boolean;
-  /** Write one encoded batch. */
-  send(batch: string): void;
+  /** It carries binary messages: `send` then also takes the bytes of one (Session.take). */
+  readonly binary?: boolean;
+  /** Write one encoded batch (or, when `binary`, one binary message). */
+  send(batch: string | Uint8Array): void;
   /**
    * Write the last batch of this transport (a close frame) even when `canSend` is false: after
    * whatever is in flight, and it still goes out if `close()` follows at once.

@@ -185,8 +185,10 @@ export function dataLine(s: number, n: number): string {
 
 export interface RawWs {
   ws: WebSocket;
-  /** Text messages received, in order. */
+  /** Text messages received, in order ('<binary>' where a binary message came). */
   messages: string[];
+  /** Binary messages received, in order. */
+  binaries: Buffer[];
   opened: Promise<void>;
   /** The close code and reason (1006 when the connection dropped). */
   closed: Promise<{ code: number; reason: string }>;
@@ -200,7 +202,11 @@ export interface RawWs {
 export function rawWs(url: string, opts: { origin?: string } = {}): RawWs {
   const ws = new WebSocket(url.replace(/^http/, 'ws'), opts.origin ? { origin: opts.origin } : {});
   const messages: string[] = [];
-  ws.on('message', (d, bin) => messages.push(bin ? '<binary>' : d.toString()));
+  const binaries: Buffer[] = [];
+  ws.on('message', (d, bin) => {
+    messages.push(bin ? '<binary>' : d.toString());
+    if (bin) binaries.push(d as Buffer);
+  });
   ws.on('error', () => {});
   defer(() => ws.terminate());
   const opened = new Promise<void>((resolve, reject) => {
@@ -209,10 +215,16 @@ export function rawWs(url: string, opts: { origin?: string } = {}): RawWs {
   });
   opened.catch(() => {});
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  const frames = (): Array<Record<string, unknown>> => messages.flatMap((m) => m.split('\n')).filter(Boolean).map((l) => JSON.parse(l));
+  const frames = (): Array<Record<string, unknown>> =>
+    messages
+      .filter((m) => m !== '<binary>')
+      .flatMap((m) => m.split('\n'))
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
   return {
     ws,
     messages,
+    binaries,
     opened,
     closed,
     async openFrame() {

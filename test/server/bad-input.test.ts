@@ -80,7 +80,7 @@ describe('malformed frames', () => {
     await check('after');
   });
 
-  it('a binary WebSocket message gets a close frame 4400', async () => {
+  it('a binary WebSocket message that is not a binary data frame gets a close frame 4400', async () => {
     const { s, check } = await setup();
     const raw = rawWs(s.url + '/websocket?v=1');
     await raw.openFrame();
@@ -96,7 +96,7 @@ describe('malformed frames', () => {
   // ws.close(1000); WsLink.refuse() then finds the socket CLOSING and does nothing.
   for (const [what, send, code] of [
     ['a malformed frame', (w: import('ws').WebSocket) => w.send('{"t":"z"}'), 4400],
-    ['a binary message', (w: import('ws').WebSocket) => w.send(Buffer.from('x'), { binary: true }), 4400],
+    ['a binary message without a frame header', (w: import('ws').WebSocket) => w.send(Buffer.from('x'), { binary: true }), 4400],
     ['a data frame over maxPayload', (w: import('ws').WebSocket) => w.send(JSON.stringify({ t: 'd', s: 1, d: 'x'.repeat(2000) })), 4413],
   ] as const) {
     it(`the WebSocket close code after ${what} is ${code}, as in the close frame`, async () => {

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodePayload, encodePayload, type Payload } from '../../src/payload';
+import { toBase64 } from '../../src/frame';
+import { decodePayload, encodePayload, toArrayBuffer, type Payload } from '../../src/payload';
+
+/** A payload in its text form, as a text transport carries it: [d, binary]. */
+function enc(p: Payload): [string, boolean] {
+  const x = encodePayload(p);
+  return typeof x === 'string' ? [x, false] : [toBase64(x), true];
+}
+
 
 function bytesOf(b: ArrayBuffer): number[] {
   return Array.from(new Uint8Array(b));
@@ -20,7 +28,7 @@ function randomBytes(n: number, seed = 1): Uint8Array {
 }
 
 function roundtrip(p: Payload): ArrayBuffer {
-  const [d, binary] = encodePayload(p);
+  const [d, binary] = enc(p);
   expect(binary).toBe(true);
   const back = decodePayload(d, binary);
   expect(back).toBeInstanceOf(ArrayBuffer);
@@ -30,7 +38,7 @@ function roundtrip(p: Payload): ArrayBuffer {
 describe('strings', () => {
   it('pass through unchanged and are not marked binary', () => {
     for (const s of ['', 'hello', 'é€😀', '\n\u0000', 'AAEC']) {
-      expect(encodePayload(s)).toEqual([s, false]);
+      expect(enc(s)).toEqual([s, false]);
       expect(decodePayload(s, false)).toBe(s);
       expect(decodePayload(s, undefined)).toBe(s);
     }
@@ -44,7 +52,7 @@ describe('strings', () => {
 describe('binary', () => {
   it('an ArrayBuffer of every byte value roundtrips exactly, as standard base64', () => {
     const all = Uint8Array.from({ length: 256 }, (_, i) => i);
-    const [d, binary] = encodePayload(all.buffer);
+    const [d, binary] = enc(all.buffer);
     expect(binary).toBe(true);
     expect(d).toBe(Buffer.from(all).toString('base64'));
     const back = decodePayload(d, true) as ArrayBuffer;
@@ -54,24 +62,24 @@ describe('binary', () => {
   });
 
   it('an empty ArrayBuffer roundtrips to an empty ArrayBuffer', () => {
-    expect(encodePayload(new ArrayBuffer(0))).toEqual(['', true]);
+    expect(enc(new ArrayBuffer(0))).toEqual(['', true]);
     const back = decodePayload('', true);
     expect(back).toBeInstanceOf(ArrayBuffer);
     expect((back as ArrayBuffer).byteLength).toBe(0);
   });
 
   it('known vectors', () => {
-    const enc = (s: string): string => encodePayload(new TextEncoder().encode(s))[0];
-    expect(enc('f')).toBe('Zg==');
-    expect(enc('fo')).toBe('Zm8=');
-    expect(enc('foo')).toBe('Zm9v');
-    expect(enc('hello')).toBe('aGVsbG8=');
+    const b64 = (s: string): string => enc(new TextEncoder().encode(s))[0];
+    expect(b64('f')).toBe('Zg==');
+    expect(b64('fo')).toBe('Zm8=');
+    expect(b64('foo')).toBe('Zm9v');
+    expect(b64('hello')).toBe('aGVsbG8=');
   });
 
   it('a Uint8Array encodes only its own bytes (byteOffset and byteLength respected)', () => {
     const buf = Uint8Array.from([9, 9, 9, 1, 2, 3, 4, 5, 9, 9]).buffer;
     const view = new Uint8Array(buf, 3, 5);
-    const [d] = encodePayload(view);
+    const [d] = enc(view);
     expect(d).toBe(Buffer.from([1, 2, 3, 4, 5]).toString('base64'));
     expect(bytesOf(roundtrip(view))).toEqual([1, 2, 3, 4, 5]);
   });
@@ -100,7 +108,7 @@ describe('binary', () => {
 
   it('a Node Buffer from the shared pool (non-zero byteOffset) encodes only its bytes', () => {
     const b = Buffer.from('hello');
-    expect(encodePayload(b)).toEqual(['aGVsbG8=', true]);
+    expect(enc(b)).toEqual(['aGVsbG8=', true]);
   });
 
   it('the decoded ArrayBuffer is exactly the payload, not a larger backing store', () => {
@@ -110,7 +118,7 @@ describe('binary', () => {
 
   it('200 KB of random bytes roundtrip exactly', () => {
     const src = randomBytes(200 * 1024, 42);
-    const [d, binary] = encodePayload(src);
+    const [d, binary] = enc(src);
     expect(binary).toBe(true);
     expect(d).toBe(Buffer.from(src).toString('base64'));
     const back = decodePayload(d, true) as ArrayBuffer;
@@ -121,7 +129,7 @@ describe('binary', () => {
   it('sizes around the 32 KB chunk boundary roundtrip exactly', () => {
     for (const n of [0x7fff, 0x8000, 0x8001, 0xffff, 0x10000, 0x10001, 3 * 0x8000 + 7]) {
       const src = randomBytes(n, n);
-      const [d] = encodePayload(src);
+      const [d] = enc(src);
       expect(d).toBe(Buffer.from(src).toString('base64'));
       expect(Buffer.from(decodePayload(d, true) as ArrayBuffer).equals(Buffer.from(src))).toBe(true);
     }
@@ -136,13 +144,33 @@ describe('binary', () => {
         const views: Payload[] = [new Uint8Array(buf, pre, bytes.length), new DataView(buf, pre, bytes.length)];
         if (!pre && !post) views.push(buf);
         for (const v of views) {
-          const [d] = encodePayload(v);
+          const [d] = enc(v);
           expect(d).toBe(Buffer.from(bytes).toString('base64'));
           expect(bytesOf(decodePayload(d, true) as ArrayBuffer)).toEqual(Array.from(bytes));
         }
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('what the session keeps', () => {
+  it('bytes are a copy: changing the sent buffer afterwards changes nothing kept', () => {
+    const src = new Uint8Array([1, 2, 3, 4]);
+    const kept = encodePayload(src.subarray(1, 3)) as Uint8Array;
+    src.fill(0);
+    expect(Array.from(kept)).toEqual([2, 3]);
+    const ab = new Uint8Array([5, 6]).buffer;
+    const kept2 = encodePayload(ab) as Uint8Array;
+    new Uint8Array(ab).fill(0);
+    expect(Array.from(kept2)).toEqual([5, 6]);
+  });
+
+  it('toArrayBuffer gives exactly the bytes of a view, without copying a view that fills its buffer', () => {
+    const whole = new Uint8Array([7, 8, 9]);
+    expect(toArrayBuffer(whole)).toBe(whole.buffer);
+    const part = new Uint8Array([1, 2, 3, 4, 5]).subarray(1, 4);
+    expect(bytesOf(toArrayBuffer(part))).toEqual([2, 3, 4]);
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeBatch, encodeFrame, type DataFrame, type Frame } from '../../src/frame';
+import { binaryLineLength, decodeBatch, decodeBinary, encodeBatch, encodeBinary, encodeFrame, FrameError, type DataFrame, type Frame } from '../../src/frame';
 import { Receipt, Session, utf8Length } from '../../src/session';
 
 const big = { maxMessages: 1000, maxBytes: 1 << 20 };
@@ -76,12 +76,9 @@ describe('Session.push', () => {
     const s = new Session(big);
     expect(s.push('hello')).toBe(27); // {"t":"d","s":1,"d":"hello"}
     expect(s.push('é')).toBe(lineBytes(2, 'é'));
-    expect(s.push('AAE=', true)).toBe(lineBytes(3, 'AAE=', 1));
-    expect(s.unacked()).toEqual([
-      { t: 'd', s: 1, d: 'hello' },
-      { t: 'd', s: 2, d: 'é' },
-      { t: 'd', s: 3, d: 'AAE=', b: 1 },
-    ]);
+    // Bytes count as their text form: {"t":"d","s":3,"d":"AAE=","b":1}
+    expect(s.push(new Uint8Array([0, 1]))).toBe(lineBytes(3, 'AAE=', 1));
+    expect(s.unacked()).toEqual(['hello', 'é', new Uint8Array([0, 1])]);
     expect(s.bufferedCount).toBe(3);
     expect(s.bufferedBytes).toBe(27 + lineBytes(2, 'é') + lineBytes(3, 'AAE=', 1));
     expect(s.hasOutput).toBe(true);
@@ -108,10 +105,8 @@ describe('Session.push', () => {
     // The rejected message did not consume a sequence number.
     s.acked(1);
     expect(s.push('c')).toBeGreaterThan(0);
-    expect(s.unacked().map((f) => [f.s, f.d])).toEqual([
-      [2, 'b'],
-      [3, 'c'],
-    ]);
+    expect(s.unacked()).toEqual(['b', 'c']);
+    expect(s.take()).toBe(encodeBatch([{ t: 'd', s: 2, d: 'b' }, { t: 'd', s: 3, d: 'c' }]));
   });
 
   it('returns -1 and keeps nothing when full by bytes', () => {
@@ -146,18 +141,18 @@ describe('Session.push', () => {
   it('returns -2 when one frame is larger than maxFrame, and keeps nothing', () => {
     const s = new Session(big);
     const size = lineBytes(1, 'x'.repeat(100));
-    expect(s.push('x'.repeat(100), false, size - 1)).toBe(-2);
+    expect(s.push('x'.repeat(100), size - 1)).toBe(-2);
     expect(s.bufferedCount).toBe(0);
     expect(s.hasOutput).toBe(false);
-    expect(s.push('x'.repeat(100), false, size)).toBe(size);
-    expect(s.unacked()[0].s).toBe(1);
+    expect(s.push('x'.repeat(100), size)).toBe(size);
+    expect(s.take()).toBe(encodeFrame({ t: 'd', s: 1, d: 'x'.repeat(100) }));
   });
 
   it('returns -2 (not -1) for an oversize frame even when the buffer is full', () => {
     const s = new Session({ maxMessages: 1, maxBytes: 1 << 20 });
     s.push('a');
-    expect(s.push('x'.repeat(100), false, 50)).toBe(-2);
-    expect(s.push('x', false, 50)).toBe(-1);
+    expect(s.push('x'.repeat(100), 50)).toBe(-2);
+    expect(s.push('x', 50)).toBe(-1);
   });
 });
 
@@ -169,7 +164,7 @@ describe('Session.acked', () => {
     expect(s.acked(2)).toBe(2);
     expect(s.bufferedCount).toBe(2);
     expect(s.bufferedBytes).toBe(total - lineBytes(1, 'a') - lineBytes(2, 'b'));
-    expect(s.unacked().map((f) => f.s)).toEqual([3, 4]);
+    expect(s.unacked()).toEqual(['c', 'd']);
     expect(s.acked(2)).toBe(0); // repeated ack
     expect(s.acked(1)).toBe(0); // stale ack
     expect(s.bufferedCount).toBe(2);
@@ -526,4 +521,81 @@ describe('Session.receive', () => {
       { numRuns: 300 },
     );
   });
+});
+
+describe('binary payloads (native binary messages where the transport has them)', () => {
+  const text = (s: number, u: Uint8Array): string => encodeFrame({ t: 'd', s, d: Buffer.from(u).toString('base64'), b: 1 });
+
+  it('count as their text form, computed without encoding, for every size and sequence number', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), fc.integer({ min: 1, max: 1e12 }), (u, s) => {
+        expect(binaryLineLength(s, u.length)).toBe(utf8Length(text(s, u)));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a text transport gets them as base64 in the batch; a binary one gets each alone as a binary message', () => {
+    const u = new Uint8Array([0, 10, 255, 10]);
+    const mk = (): Session => {
+      const s = new Session(big);
+      s.push('a');
+      s.push(u);
+      s.push('b');
+      return s;
+    };
+    const t = mk();
+    expect(t.take()).toBe(encodeFrame({ t: 'd', s: 1, d: 'a' }) + '\n' + text(2, u) + '\n' + encodeFrame({ t: 'd', s: 3, d: 'b' }));
+    const b = mk();
+    expect(b.take(Infinity, true)).toBe(encodeFrame({ t: 'd', s: 1, d: 'a' }));
+    const m = b.take(Infinity, true);
+    expect(m).toBeInstanceOf(Uint8Array);
+    const [seq, bytes] = decodeBinary(m as Uint8Array);
+    expect(seq).toBe(2);
+    expect(Array.from(bytes)).toEqual([0, 10, 255, 10]);
+    expect(b.take(Infinity, true)).toBe(encodeFrame({ t: 'd', s: 3, d: 'b' }));
+    expect(b.hasOutput).toBe(false);
+  });
+
+  it('an owed ack goes as text before a binary message, never inside it', () => {
+    const s = new Session(big);
+    s.receive({ t: 'd', s: 1, d: 'x' });
+    s.push(new Uint8Array([1]));
+    expect(s.take(Infinity, true)).toBe(encodeFrame({ t: 'a', a: 1 }));
+    expect(s.take(Infinity, true)).toBeInstanceOf(Uint8Array);
+  });
+
+  it('a resume on a text transport replays bytes first sent as a binary message, and the reverse', () => {
+    const u = new Uint8Array([7, 7, 7]);
+    const s = new Session(big);
+    s.push(u);
+    expect(s.take(Infinity, true)).toEqual(encodeBinary(1, u));
+    expect(s.resume(0)).toBe(true);
+    expect(s.take()).toBe(text(1, u));
+    expect(s.resume(0)).toBe(true);
+    expect(s.take(Infinity, true)).toEqual(encodeBinary(1, u));
+  });
+
+  it('a binary message header is the data frame without d, one LF, then the bytes', () => {
+    const m = encodeBinary(42, new Uint8Array([10, 10]));
+    expect(Buffer.from(m).toString('latin1')).toBe('{"t":"d","s":42,"b":1}\n\n\n');
+    expect(decodeBinary(m)[0]).toBe(42);
+    expect(Array.from(decodeBinary(m)[1])).toEqual([10, 10]);
+    expect(decodeBinary(encodeBinary(1, new Uint8Array(0)))[1].length).toBe(0);
+  });
+
+  for (const [name, m] of [
+    ['no LF', '{"t":"d","s":1,"b":1}'],
+    ['a header longer than 64 bytes', '{"t":"d","s":1,"b":1,"x":"' + 'y'.repeat(60) + '"}\n'],
+    ['not JSON', '{"t":"d",\n'],
+    ['an ack header', '{"t":"a","a":1}\n'],
+    ['sequence 0', '{"t":"d","s":0,"b":1}\n'],
+    ['no b', '{"t":"d","s":1}\n'],
+    ['a d as well', '{"t":"d","s":1,"b":1,"d":"x"}\n'],
+    ['empty', ''],
+  ] as const) {
+    it(`a binary message with ${name} is a FrameError`, () => {
+      expect(() => decodeBinary(new Uint8Array(Buffer.from(m + 'payload', 'latin1')))).toThrow(FrameError);
+    });
+  }
 });

@@ -1,4 +1,4 @@
-/** WebSocket transport, server side (the `ws` package): one text message per batch. */
+/** WebSocket transport, server side (the `ws` package): one text message per batch, one binary message per payload of bytes. */
 import { WebSocketServer, type WebSocket } from 'ws';
 import { closeFrame } from '../http-server';
 import { isRefusal, type LinkedConnection, type Refusal, type ServerLink, type ServerTransport } from '../server-types';
@@ -30,8 +30,8 @@ class WsLink implements ServerLink {
         if (!this.waiting) this.waiting = setTimeout(() => ((this.waiting = undefined), this.notify()), 20);
         return;
       }
-      const b = c.take();
-      if (b) ws.send(b);
+      const b = c.take(true);
+      if (b.length) ws.send(b);
     }
   }
 
@@ -64,8 +64,8 @@ export function webSocketServer(): ServerTransport {
         if (isRefusal(conn)) return link.refuse(conn);
         link.conn = conn;
         ws.on('message', (data, isBinary) => {
-          if (isBinary) return link.refuse(conn.fail({ status: 400, code: 4400, reason: 'binary message on a text protocol' }));
-          const r = conn.receive(data.toString());
+          // binaryType 'nodebuffer' (the default): one Buffer per message.
+          const r = conn.receive(isBinary ? (data as Buffer) : data.toString());
           if (r) link.refuse(r);
         });
         ws.on('close', () => conn.detach(link));
