@@ -18,6 +18,13 @@ const ts = (target: string, tsconfig = './tsconfig.browser.json') =>
     noEmitOnError: true,
   });
 
+/**
+ * Properties the IIFE may rename: every `_`-prefixed (private) member, and the members of the
+ * internal Session and Race, which no page, option or custom transport ever sees (not `unacked`:
+ * the session-lost event has a property of that name).
+ */
+const IIFE_MANGLED = /^(_[a-zA-Z].*|receivedSeq|writtenSeq|bufferedBytes|bufferedCount|ackOwed|hasOutput|acked|rewind|limits|maxMessages|maxBytes|headStartOver|failures|started|live|lost)$/;
+
 const nodeExternal = (id: string) => id === 'ws' || id === 'eventemitter3' || id.startsWith('node:');
 
 const config: RollupOptions[] = [
@@ -41,7 +48,7 @@ const config: RollupOptions[] = [
   },
   {
     input: 'src/iife.ts',
-    plugins: [resolve({ browser: true }), commonjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: /^_[a-zA-Z]/, reserved: ["__proto__"] } }, format: { comments: false } })],
+    plugins: [resolve({ browser: true }), commonjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
     output: { file: 'dist/cometsocket.iife.min.js', format: 'iife', name: 'CometSocket' },
   },
   ...(['index', 'server'] as const).map(

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Connection } from './connection';
+import { Probe } from './probe';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options';
 import { serveClient } from './serve-client';
 import { MemoryStore, type SessionStore } from './store';
@@ -49,6 +50,8 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
   private readonly sweep: ReturnType<typeof setInterval>;
   private readonly attached: Array<{ server: HttpServer; request: RequestListener; upgrade: (req: IncomingMessage, s: Duplex, h: Buffer) => void; others: RequestListener[] }> = [];
   private own: HttpServer | null = null;
+  /** Upgrade probes held open now (bounded like sessions). */
+  private probes = 0;
 
   constructor(options: ServerOptions = {}) {
     super();
@@ -174,6 +177,12 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
   handshake(query: URLSearchParams, req: IncomingMessage, link: ServerLink): LinkedConnection | Refusal {
     const v = query.get('v');
     if (v !== '1') return { status: 400, code: 4400, reason: 'unsupported protocol version ' + v };
+    if (query.get('probe') === '1') {
+      if (this.probes >= this.options.maxSessions) return { status: 503, code: 4429, reason: 'too many probes', retryAfter: this.options.retryAfter };
+      this.probes++;
+      // Held longer than any client waits for a probe's ping, so a buffering proxy never passes it in time.
+      return new Probe(link, this.options.pingInterval + this.options.pingTimeout, () => this.probes--);
+    }
     const sid = query.get('sid');
     if (sid !== null) {
       const conn = this.store.get(sid);

@@ -101,52 +101,35 @@ function isSeq(n: unknown): n is number {
 
 /** Decode and validate one frame. Throws FrameError on anything malformed. */
 export function decodeFrame(line: string): Frame {
-  let f: unknown;
+  let o: Record<string, unknown>;
   try {
-    f = JSON.parse(line);
+    o = JSON.parse(line);
   } catch {
     throw new FrameError('frame is not JSON');
   }
-  if (typeof f !== 'object' || f === null) throw new FrameError('frame is not an object');
-  const o = f as Record<string, unknown>;
-  switch (o.t) {
-    case 'd':
-      if (!isSeq(o.s) || o.s < 1) throw new FrameError('data frame needs a sequence number');
-      if (typeof o.d !== 'string') throw new FrameError('data frame needs a string payload');
-      if (o.b !== undefined && o.b !== 1) throw new FrameError('data frame flag b must be 1');
-      return o as unknown as DataFrame;
-    case 'a':
-      if (!isSeq(o.a)) throw new FrameError('ack frame needs a sequence number');
-      return o as unknown as AckFrame;
-    case 'p':
-    case 'P':
-      return o as unknown as PingFrame | PongFrame;
-    case 'c':
-      if (!isSeq(o.c) || o.c > 4999) throw new FrameError('close frame needs a code');
-      if (typeof o.r !== 'string') throw new FrameError('close frame needs a reason');
-      return o as unknown as CloseFrame;
-    case 'o': {
-      const l = o.lim as Record<string, unknown> | undefined;
-      if (
-        !isSeq(o.v) ||
-        typeof o.sid !== 'string' ||
-        typeof o.tok !== 'string' ||
-        !isSeq(o.hb) ||
-        !isSeq(o.hto) ||
-        !isSeq(o.ack) ||
-        typeof l !== 'object' ||
-        l === null ||
-        !isSeq(l.payload) ||
-        !isSeq(l.batch) ||
-        !isSeq(l.buffer)
-      ) {
-        throw new FrameError('malformed open frame');
-      }
-      return o as unknown as OpenFrame;
-    }
-    default:
-      throw new FrameError('unknown frame type');
-  }
+  const t = o !== null && typeof o === 'object' ? o.t : undefined;
+  const l = (t === 'o' && o.lim) as Record<string, unknown>;
+  const ok =
+    t === 'd'
+      ? isSeq(o.s) && o.s > 0 && typeof o.d === 'string' && (o.b === undefined || o.b === 1)
+      : t === 'a'
+        ? isSeq(o.a)
+        : t === 'c'
+          ? isSeq(o.c) && o.c <= 4999 && typeof o.r === 'string'
+          : t === 'o'
+            ? isSeq(o.v) && typeof o.sid === 'string' && typeof o.tok === 'string' && isSeq(o.hb) && isSeq(o.hto) && isSeq(o.ack) && !!l && isSeq(l.payload) && isSeq(l.batch) && isSeq(l.buffer)
+            : t === 'p' || t === 'P';
+  if (!ok) throw new FrameError(typeof t === 'string' && 'dacop'.indexOf(t) >= 0 ? 'malformed frame of type ' + t : 'unknown frame type');
+  return o as unknown as Frame;
+}
+
+/** Decode a batch. An empty batch (e.g. an empty poll response) decodes to no frames. */
+export function decodeBatch(text: string): Frame[] {
+  const out: Frame[] = [];
+  if (!text) return out;
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) if (lines[i]) out.push(decodeFrame(lines[i]));
+  return out;
 }
 
 /**
@@ -163,19 +146,13 @@ export function encodeBinary(s: number, bytes: Uint8Array): Uint8Array {
 
 /** Decode a binary message: its sequence number and its payload (a view into `m`). Throws FrameError. */
 export function decodeBinary(m: Uint8Array): [number, Uint8Array] {
-  let nl = 0;
-  while (nl < m.length && nl <= 64 && m[nl] !== 10) nl++;
-  if (nl >= m.length || nl > 64) throw new FrameError('binary message without a frame header');
   let head = '';
-  for (let i = 0; i < nl; i++) head += String.fromCharCode(m[i]);
-  let f: Record<string, unknown> | null = null;
-  try {
-    f = JSON.parse(head) as Record<string, unknown>;
-  } catch {
-    /* reported below */
-  }
-  if (!f || f.t !== 'd' || !isSeq(f.s) || f.s < 1 || f.b !== 1 || f.d !== undefined) throw new FrameError('malformed binary frame header');
-  return [f.s, m.subarray(nl + 1)];
+  let i = 0;
+  for (; i < m.length && i <= 64 && m[i] !== 10; i++) head += String.fromCharCode(m[i]);
+  // The header is a data frame without `d`: given an empty one, the data frame rules check it.
+  const f = m[i] === 10 && head.indexOf('"d":') < 0 && decodeFrame(head.slice(0, -1) + ',"d":""}');
+  if (!f || f.t !== 'd' || !f.b) throw new FrameError('malformed binary frame');
+  return [f.s, m.subarray(i + 1)];
 }
 
 declare function btoa(s: string): string;
@@ -194,13 +171,4 @@ export function toBase64(bytes: Uint8Array): string {
  */
 export function binaryLineLength(s: number, n: number): number {
   return 27 + String(s).length + 4 * Math.ceil(n / 3);
-}
-
-/** Decode a batch. An empty batch (e.g. an empty poll response) decodes to no frames. */
-export function decodeBatch(text: string): Frame[] {
-  const out: Frame[] = [];
-  if (!text) return out;
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) if (lines[i]) out.push(decodeFrame(lines[i]));
-  return out;
 }

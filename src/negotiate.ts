@@ -76,12 +76,12 @@ export class Race {
   constructor(readonly count: number) {}
 
   /** Candidates started and not yet failed. */
-  get live(): number {
+  live(): number {
     return this.started - this.failures;
   }
 
   /** Every candidate started and failed: the race is lost. */
-  get lost(): boolean {
+  lost(): boolean {
     return this.failures >= this.count;
   }
 
@@ -93,7 +93,7 @@ export class Race {
   /** A candidate failed. Returns whether the next one should start now (nothing else is live). */
   failed(): boolean {
     this.failures++;
-    return this.live === 0 && this.started < this.count;
+    return this.live() === 0 && this.started < this.count;
   }
 
   /** The head start of the newest candidate is over: start the next one (if any) alongside. */

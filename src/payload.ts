@@ -12,9 +12,9 @@ export function encodePayload(data: Payload): string | Uint8Array {
   throw new TypeError('send() takes a string, an ArrayBuffer or a typed array');
 }
 
-/** Bytes as an ArrayBuffer of exactly their length (no copy when they fill their buffer). */
+/** Bytes as an ArrayBuffer of exactly their length (a copy: the application may keep it). */
 export function toArrayBuffer(u: Uint8Array): ArrayBuffer {
-  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u.buffer as ArrayBuffer) : (u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer);
+  return u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer;
 }
 
 /** Decode a text data frame's payload back to a string or an ArrayBuffer (`binary`: base64). */

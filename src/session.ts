@@ -50,15 +50,17 @@ interface Entry {
 }
 
 export class Session {
+  // Read-only to callers (plain fields: smaller than getters once compiled to ES5).
+  /** Bytes (data frames in their text form) pushed but not yet acknowledged. */
+  bufferedBytes = 0;
+  /** Highest sequence number written to the current transport. */
+  writtenSeq = 0;
+  /** Cumulative: highest sequence number received in order; what we acknowledge. */
+  receivedSeq = 0;
   /** Unacknowledged outgoing frames, ascending by sequence number. */
   private _out: Entry[] = [];
-  private _outBytes = 0;
   /** Sequence number of the last message pushed. */
   private _lastSeq = 0;
-  /** Highest sequence number written to the current transport. */
-  private _written = 0;
-  /** Cumulative: highest sequence number received in order. */
-  private _received = 0;
   /** Highest acknowledgement told to the peer. */
   private _ackSent = 0;
 
@@ -68,34 +70,19 @@ export class Session {
     private readonly _b64: (bytes: Uint8Array) => string = toBase64,
   ) {}
 
-  /** Bytes (encoded data frames) pushed but not yet acknowledged. */
-  get bufferedBytes(): number {
-    return this._outBytes;
-  }
-
   /** Messages pushed but not yet acknowledged. */
   get bufferedCount(): number {
     return this._out.length;
   }
 
-  /** Highest sequence number received in order: what we acknowledge. */
-  get receivedSeq(): number {
-    return this._received;
-  }
-
-  /** Highest sequence number written to the current transport. */
-  get writtenSeq(): number {
-    return this._written;
-  }
-
   /** Messages received but not yet acknowledged to the peer. */
   get ackOwed(): number {
-    return this._received - this._ackSent;
+    return this.receivedSeq - this._ackSent;
   }
 
   /** Whether anything (data or an acknowledgement) is waiting to be written. */
   get hasOutput(): boolean {
-    return this._lastSeq > this._written || this._received > this._ackSent;
+    return this._lastSeq > this.writtenSeq || this.receivedSeq > this._ackSent;
   }
 
   /**
@@ -110,10 +97,10 @@ export class Session {
     const bytes = line ? utf8Length(line) : binaryLineLength(s, d.length);
     // -2: it could never fit, so "full, wait for drain" would wait forever.
     if (bytes > maxFrame || bytes > this.limits.maxBytes) return -2;
-    if (this._out.length >= this.limits.maxMessages || this._outBytes + bytes > this.limits.maxBytes) return -1;
+    if (this._out.length >= this.limits.maxMessages || this.bufferedBytes + bytes > this.limits.maxBytes) return -1;
     this._lastSeq++;
     this._out.push({ s, d, line, bytes });
-    this._outBytes += bytes;
+    this.bufferedBytes += bytes;
     return bytes;
   }
 
@@ -124,9 +111,9 @@ export class Session {
   acked(n: number): number {
     if (n > this._lastSeq) return -1;
     let k = 0;
-    while (k < this._out.length && this._out[k].s <= n) this._outBytes -= this._out[k++].bytes;
+    while (k < this._out.length && this._out[k].s <= n) this.bufferedBytes -= this._out[k++].bytes;
     if (k) this._out.splice(0, k);
-    if (this._written < n) this._written = n;
+    if (this.writtenSeq < n) this.writtenSeq = n;
     return k;
   }
 
@@ -137,7 +124,7 @@ export class Session {
   rewind(peerAck: number): boolean {
     if (this.acked(peerAck) < 0) return false;
     // A stale ack (a delayed poll) may be below what an earlier ack released: never rewind past it.
-    this._written = Math.max(peerAck, this._lastSeq - this._out.length);
+    this.writtenSeq = Math.max(peerAck, this._lastSeq - this._out.length);
     return true;
   }
 
@@ -146,7 +133,7 @@ export class Session {
    * release that and write the rest again. Returns false when `peerAck` is impossible.
    * `told` is the acknowledgement the peer learned from the handshake.
    */
-  resume(peerAck: number, told = this._received): boolean {
+  resume(peerAck: number, told = this.receivedSeq): boolean {
     if (!this.rewind(peerAck)) return false;
     // `told`: our own position as the handshake carried it. The server's open frame is exact; the
     // client's query may be stale by the time the open frame arrives, so the client passes 0 and
@@ -167,17 +154,17 @@ export class Session {
   take(maxBytes = Infinity, binary = false): string | Uint8Array {
     let batch = '';
     let bytes = 0;
-    if (this._received > this._ackSent) {
-      batch = encodeFrame({ t: 'a', a: this._received });
+    if (this.receivedSeq > this._ackSent) {
+      batch = encodeFrame({ t: 'a', a: this.receivedSeq });
       bytes = batch.length;
-      this._ackSent = this._received;
+      this._ackSent = this.receivedSeq;
     }
-    for (let i = this._out.length - (this._lastSeq - this._written); i < this._out.length; i++) {
+    for (let i = this._out.length - (this._lastSeq - this.writtenSeq); i < this._out.length; i++) {
       const e = this._out[i];
       if (typeof e.d !== 'string') {
         if (binary) {
           if (batch) break;
-          this._written = e.s;
+          this.writtenSeq = e.s;
           return encodeBinary(e.s, e.d);
         }
         if (!e.line) e.line = encodeFrame({ t: 'd', s: e.s, d: this._b64(e.d), b: 1 });
@@ -186,16 +173,16 @@ export class Session {
       if (batch && bytes + add > maxBytes) break;
       batch += (batch ? '\n' : '') + e.line;
       bytes += add;
-      this._written = e.s;
+      this.writtenSeq = e.s;
     }
     return batch;
   }
 
   /** Decide what to do with an incoming data frame. */
   receive(f: DataFrame): Receipt {
-    if (f.s <= this._received) return Receipt.Duplicate;
-    if (f.s !== this._received + 1) return Receipt.Gap;
-    this._received = f.s;
+    if (f.s <= this.receivedSeq) return Receipt.Duplicate;
+    if (f.s !== this.receivedSeq + 1) return Receipt.Gap;
+    this.receivedSeq = f.s;
     return Receipt.Deliver;
   }
 

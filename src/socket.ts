@@ -24,6 +24,8 @@ interface Link {
   index: number;
   name: string;
   upgrade: boolean;
+  /** An upgrade probe: a handshake with `probe=1` that tests the path and touches no session. */
+  probe?: boolean;
   /** The session this link asked to resume, or '' for a new session. */
   sid: string;
   dead: boolean;
@@ -175,6 +177,7 @@ export class Socket extends EventEmitter<SocketEvents> {
   }
 
   private _query(open: boolean, link?: Link): string {
+    if (link && link.probe) return 'v=' + PROTOCOL_VERSION + '&probe=1';
     const own = link && link.own;
     const sid = own ? own[0] : this._sid;
     const tok = own ? own[1] : this._tok;
@@ -217,11 +220,11 @@ export class Socket extends EventEmitter<SocketEvents> {
     }
   }
 
-  private _openLink(index: number, upgrade: boolean): Link {
+  private _openLink(index: number, upgrade: boolean, probe?: boolean): Link {
     const tr = this._list[index];
-    const link: Link = { t: null, index, name: tr.name, upgrade, sid: this._sid, dead: false };
+    const link: Link = { t: null, index, name: tr.name, upgrade, probe, sid: this._sid, dead: false };
     this._links.push(link);
-    this._log((upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this._sid ? ' (resume)' : ' (new session)'));
+    this._log(probe ? 'upgrade: probe ' + tr.name : (upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this._sid ? ' (resume)' : ' (new session)'));
     try {
       link.t = tr.open(
         this._settings,
@@ -267,6 +270,8 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._closeLink(link);
     if (this.state === 'closed') return; // an attempt kept past close() (see _finish)
     this._log(link.name + ' closed: ' + info.code + ' ' + info.reason);
+    // A failed probe cost nothing: the next candidate, or this one later, with backoff.
+    if (link.probe) return this._current ? this._scheduleUpgrade() : undefined;
     if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this._sid) return this._sessionLost(info);
     if (link === this._current) {
       this._current = null;
@@ -286,7 +291,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const race = this._race;
     if (!race) return;
     const now = race.failed();
-    if (race.lost) this._raceLost(info);
+    if (race.lost()) this._raceLost(info);
     else if (now) this._startNext();
   }
 
@@ -311,6 +316,13 @@ export class Socket extends EventEmitter<SocketEvents> {
       }
     } catch (e) {
       return this._onLinkClosed(link, { code: 1002, reason: (e as Error).message });
+    }
+    if (link.probe) {
+      // The path carried the server's ping while the response was still open (not buffered):
+      // now attach the session to this transport.
+      if (frames.length && frames[0].t === 'p') return this._probed(link);
+      if (frames.length) this._onLinkClosed(link, { code: 1002, reason: 'probe answered ' + frames[0].t });
+      return;
     }
     this._lastHeard = this._env.now();
     for (let i = 0; i < frames.length && !link.dead; i++) {
@@ -369,7 +381,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     // server's transport for it (the last attach wins there), so it takes over here too.
     for (let i = 0; i < this._links.length; i++) {
       const l = this._links[i];
-      if (!l.upgrade && l.sid === (resumed ? f.sid : '')) this._keepUntilOpen(l);
+      if (!l.upgrade && !l.probe && l.sid === (resumed ? f.sid : '')) this._keepUntilOpen(l);
     }
     this._closeAll();
     if (prev) this._log('moved from ' + prev.name + ' to ' + link.name);
@@ -487,10 +499,25 @@ export class Socket extends EventEmitter<SocketEvents> {
     const delay = backoffDelay(++this._upgrades, { base: 1000, cap: 60000 }, this._env.random());
     this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
     this._later('upgrade', () => {
-      if (this._current !== link) return;
-      const probe = this._openLink(next, true);
-      this._later('probe', () => this._onLinkClosed(probe, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
+      if (this._current === link) this._upgradeLink(next, true);
     }, delay);
+  }
+
+  /**
+   * Open an upgrade link to candidate `index`, bounded by connectTimeout: first a probe (`probe`
+   * true), which touches no session; once it passed, the resume handshake that moves the session.
+   * A stream a proxy buffers thus fails its probe, and the session never leaves the transport
+   * that works (engine.io probes the same way, inside the session).
+   */
+  private _upgradeLink(index: number, probe: boolean): void {
+    const l = this._openLink(index, !probe, probe);
+    this._later('probe', () => this._onLinkClosed(l, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
+  }
+
+  private _probed(link: Link): void {
+    this._closeLink(link);
+    this._log('upgrade: ' + link.name + ' passed its probe');
+    if (this._current) this._upgradeLink(link.index, false);
   }
 
   private _key(): string {

@@ -12,7 +12,7 @@
  *    within long polling's time + headStart + 100 ms, on sse;
  *  - `buffer` (responses held whole until they end; upgrades dropped, see proxy.ts): the socket
  *    ends on long polling, 1,000 messages each way exactly once and in order; its background
- *    upgrade probes must not interrupt it (they do: BUGS.upgradeBreaksSession);
+ *    upgrade probes (probe=1, no session) must not interrupt it;
  *  - memory: a second page load in the same browser starts with what worked the first time (its
  *    first request to the server is that transport) and gets its first message sooner;
  *  - iframe-streaming forced, through the proxy: hostile payloads arrive intact and in order, none
@@ -64,8 +64,7 @@ const IDLE = 250;
  * COMETSOCKET_KNOWN_BUGS=run to run them as plain tests and read how they fail.
  */
 const BUGS: Record<string, string | undefined> = {
-  // src/socket.ts _scheduleUpgrade/_onLinkClosed: a stream upgrade probe takes the session over at its handshake (the server ends the poll), and when the proxy buffers it the session has no transport until probeTimeout, then 'reconnecting'.
-  upgradeBreaksSession: 'a buffered upgrade probe takes the session from long polling: a ~1.5-2 s outage and a reconnect',
+  upgradeBreaksSession: undefined, // fixed: an upgrade first probes the path (probe=1, no session); a buffered probe fails alone
   streamLimitCountsChars: undefined, // fixed: streamLimit counts the bytes written
   sequentialFallback: undefined, // fixed: a first visit starts the first fallback alongside WebSocket
 };
@@ -449,7 +448,6 @@ describe.sequential('behind proxies (Chromium, script tag)', () => {
     expect(l.tab.errors, 'uncaught errors in the page').toEqual([]);
   }, 40000);
 
-  // Known bug (BUGS.upgradeBreaksSession): the sse upgrade probe takes the session over and is buffered.
   itUnless(BUGS.upgradeBreaksSession)(
     'buffer: the background upgrade probes (websocket, then sse) never interrupt the long-polling session' + note(BUGS.upgradeBreaksSession),
     async () => {
@@ -466,7 +464,7 @@ describe.sequential('behind proxies (Chromium, script tag)', () => {
         const page = l.tab.page;
         expect(l.transport).toBe('long-polling');
         // The first upgrade cycle: websocket after [0, 1000) ms, then sse after [0, 2000) ms more.
-        await waitFor(page, 'window.T.log.some(function (m) { return /upgrade: try sse/.test(m); })', 'the upgrade probe of sse', 5000, 'JSON.stringify(window.T.log)');
+        await waitFor(page, 'window.T.log.some(function (m) { return /upgrade: probe sse/.test(m); })', 'the upgrade probe of sse', 5000, 'JSON.stringify(window.T.log)');
         // The probe is buffered: it times out after probeTimeout; give the session that long and a second more.
         await sleep(PROBE_TIMEOUT + 1000);
         const r = (await page.evaluate('({ events: T.events, log: T.log, transport: T.sock.transport, state: T.sock.state, at: T.at })')) as { events: string[]; log: string[]; transport: string; state: string; at: number[] };

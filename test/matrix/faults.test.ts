@@ -729,7 +729,9 @@ describe('(h) session upgrade long-polling → websocket', () => {
       expect(atClient).toContain('websocket');
       expect(atServer).toContain('websocket');
       expect(sl.transports).toEqual(['long-polling', 'websocket']);
-      expect(first.made).toHaveLength(2); // the hanging race attempt and the upgrade probe
+      // The hanging race attempt, the upgrade probe (probe=1, no session) and the upgrade.
+      expect(first.made).toHaveLength(3);
+      expect(first.made.filter((m) => /[?&]probe=1/.test(m.url))).toHaveLength(1);
     }
     await waitFor(() => sock.bufferedAmount === 0 && conn.bufferedAmount === 0, 3000, 'everything acknowledged both ways');
   });
@@ -748,6 +750,8 @@ describe('(h) session upgrade long-polling → websocket', () => {
     // First attempt hangs. The upgrade probe (URL and ack computed on time) connects 300 ms late;
     // meanwhile the server sends 10 messages, which long polling delivers.
     const ctor = function (url: string): WebSocketLike {
+      // The upgrade probe (probe=1) touches no session: let it through as it is.
+      if (/[?&]probe=1/.test(url)) return new Real(url);
       made++;
       if (made === 1) return new (hangingWebSocket().ctor)(url);
       return delayedWebSocket(Real, url, 300, () => {

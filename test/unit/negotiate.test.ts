@@ -58,17 +58,17 @@ describe('Race', () => {
     expect(r.start()).toBe(2);
     expect(r.start()).toBe(-1);
     expect(r.start()).toBe(-1);
-    expect(r.live).toBe(3);
-    expect(r.lost).toBe(false);
+    expect(r.live()).toBe(3);
+    expect(r.lost()).toBe(false);
   });
 
   it('a failure with nothing else live starts the next at once', () => {
     const r = new Race(3);
     expect(r.start()).toBe(0);
-    expect(r.live).toBe(1);
+    expect(r.live()).toBe(1);
     expect(r.failed()).toBe(true);
-    expect(r.live).toBe(0);
-    expect(r.lost).toBe(false);
+    expect(r.live()).toBe(0);
+    expect(r.lost()).toBe(false);
     expect(r.start()).toBe(1);
   });
 
@@ -78,7 +78,7 @@ describe('Race', () => {
     expect(r.headStartOver()).toBe(true);
     r.start();
     expect(r.failed()).toBe(false); // candidate 1 still racing
-    expect(r.live).toBe(1);
+    expect(r.live()).toBe(1);
     expect(r.headStartOver()).toBe(true); // but the head-start timer still starts candidate 2
     expect(r.start()).toBe(2);
   });
@@ -97,7 +97,7 @@ describe('Race', () => {
     r.start();
     r.headStartOver();
     r.headStartOver();
-    expect(r.live).toBe(1);
+    expect(r.live()).toBe(1);
     expect(r.start()).toBe(1);
   });
 
@@ -105,12 +105,12 @@ describe('Race', () => {
     const r = new Race(3);
     for (let i = 0; i < 3; i++) r.start();
     expect(r.failed()).toBe(false);
-    expect(r.lost).toBe(false);
+    expect(r.lost()).toBe(false);
     expect(r.failed()).toBe(false);
-    expect(r.lost).toBe(false);
+    expect(r.lost()).toBe(false);
     expect(r.failed()).toBe(false); // last failure: nothing left to start
-    expect(r.lost).toBe(true);
-    expect(r.live).toBe(0);
+    expect(r.lost()).toBe(true);
+    expect(r.live()).toBe(0);
   });
 
   it('sequential fallback: each failure starts the next until the race is lost', () => {
@@ -120,23 +120,23 @@ describe('Race', () => {
     expect(r.start()).toBe(1);
     expect(r.failed()).toBe(true);
     expect(r.start()).toBe(2);
-    expect(r.lost).toBe(false);
+    expect(r.lost()).toBe(false);
     expect(r.failed()).toBe(false);
-    expect(r.lost).toBe(true);
+    expect(r.lost()).toBe(true);
   });
 
   it('a race of one', () => {
     const r = new Race(1);
     expect(r.start()).toBe(0);
     expect(r.headStartOver()).toBe(false);
-    expect(r.lost).toBe(false);
+    expect(r.lost()).toBe(false);
     expect(r.failed()).toBe(false);
-    expect(r.lost).toBe(true);
+    expect(r.lost()).toBe(true);
   });
 
   it('a race of zero is lost at once', () => {
     const r = new Race(0);
-    expect(r.lost).toBe(true);
+    expect(r.lost()).toBe(true);
     expect(r.start()).toBe(-1);
     expect(r.headStartOver()).toBe(false);
   });
@@ -162,7 +162,7 @@ describe('Race', () => {
           };
           begin();
           for (const e of events) {
-            if (r.lost) break;
+            if (r.lost()) break;
             if (e.fail && live.size) {
               const victim = [...live][e.which % live.size];
               live.delete(victim);
@@ -174,10 +174,10 @@ describe('Race', () => {
               expect(next).toBe(started.length < count);
               if (next) begin();
             }
-            expect(r.live).toBe(live.size);
+            expect(r.live()).toBe(live.size);
             // Not lost means something is racing: the socket is never left waiting for nothing.
-            expect(r.lost || live.size > 0).toBe(true);
-            expect(r.lost).toBe(started.length === count && live.size === 0);
+            expect(r.lost() || live.size > 0).toBe(true);
+            expect(r.lost()).toBe(started.length === count && live.size === 0);
           }
           expect(started).toEqual(started.map((_, i) => i));
         },
