@@ -377,7 +377,7 @@ export async function runChaos(cfg: ChaosConfig, p: ChaosParams, index: number, 
       if (conn.id === finalCloseId) return;
       // What the server hands back when a session ends: its unacknowledged messages. The server
       // API has no such event, so read them from the session layer (test-only).
-      const session = (conn as unknown as { session?: { unacked(): Array<{ d: string }> } }).session;
+      const session = (conn as unknown as { session?: { unacked(): Array<string | Uint8Array> } }).session;
       if (!session || typeof session.unacked !== 'function') {
         // Fallback: a closed session delivers nothing more, so what it has not delivered is handed
         // back (the order check still requires what it delivered to be a prefix).
@@ -389,8 +389,8 @@ export async function runChaos(cfg: ChaosConfig, p: ChaosParams, index: number, 
           }
         }
       } else {
-        for (const f of session.unacked()) {
-          const n = Number(f.d);
+        for (const d of session.unacked()) {
+          const n = typeof d === 'string' ? Number(d) : NaN;
           if (n >= 1 && n <= N && !s2cReturned[n]) {
             s2cReturned[n] = 1;
             if (!s2cSeen[n]) accountedS2C++;
