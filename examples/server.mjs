@@ -17,7 +17,11 @@ const http = createHttpServer((req, res) => {
   res.end('not found');
 });
 
-const rt = createServer({ path: '/rt' }).attach(http);
+// The demo takes every origin, so it also works behind a proxy that rewrites Host (a default nginx
+// does); ALLOWED_ORIGINS=https://a.example,https://b.example narrows it. An application with
+// cookies or other ambient credentials should name its origins (README, "Behind a reverse proxy").
+const allowedOrigins = process.env.ALLOWED_ORIGINS ? process.env.ALLOWED_ORIGINS.split(',').map((o) => o.trim()) : '*';
+const rt = createServer({ path: '/rt', allowedOrigins }).attach(http);
 let nextName = 1;
 rt.on('connection', (conn) => {
   const name = 'guest-' + nextName++;

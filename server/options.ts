@@ -8,7 +8,9 @@ export interface ServerOptions {
   path?: string;
   /**
    * Origins allowed to connect (checked on every transport), '*' for any. Requests without an
-   * `Origin` header (non-browser clients) are allowed. @default same origin as the Host header
+   * `Origin` header (non-browser clients) are allowed. @default same origin as the Host header, or
+   * as X-Forwarded-Host when a reverse proxy sets it (a page can never send that header itself:
+   * WebSocket, EventSource and iframes cannot, and the preflight a fetch would need is refused)
    */
   allowedOrigins?: readonly string[] | '*' | ((origin: string, req: IncomingMessage) => boolean);
   /** Largest data frame a client may send (the encoded frame), bytes. @default 1048576 */

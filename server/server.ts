@@ -240,8 +240,13 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     if (allowed === '*') return true;
     if (typeof allowed === 'function') return allowed(origin, req);
     if (allowed) return allowed.indexOf(origin) >= 0;
+    // Same origin: the page's host is the Host the request reached, or the one a reverse proxy in
+    // front reports in X-Forwarded-Host (its first value).
+    const fwd = req.headers['x-forwarded-host'];
+    const forwarded = (Array.isArray(fwd) ? fwd[0] : fwd || '').split(',')[0].trim();
     try {
-      return new URL(origin).host === req.headers.host;
+      const host = new URL(origin).host;
+      return host === req.headers.host || (forwarded !== '' && host === forwarded);
     } catch {
       return false;
     }

@@ -313,6 +313,19 @@ describe('Origin', () => {
     await check('after');
   });
 
+  it('by default, behind a reverse proxy that rewrites Host and sets X-Forwarded-Host, the public origin is allowed and others still get 403', async () => {
+    const { s, check } = await setup({ ...FAST, allowedOrigins: undefined });
+    const pub = 'https://chat.example.com';
+    const fwd = { 'X-Forwarded-Host': 'chat.example.com, 10.0.0.7:8080' };
+    const lp = await lpHandshake(s.url, { Origin: pub, ...fwd });
+    expect((await http('POST', lp.base, { body: '{"t":"d","s":1,"d":"x"}', headers: { Origin: pub, ...fwd } })).status).toBe(204);
+    // The forwarded host must match the Origin's; without the header a proxied origin is foreign.
+    expectRefusal(await http('GET', s.url + '/long-polling?v=1', { headers: { Origin: EVIL, ...fwd } }), 403, 4403);
+    expectRefusal(await http('GET', s.url + '/long-polling?v=1', { headers: { Origin: pub } }), 403, 4403);
+    expectRefusal(await http('GET', s.url + '/long-polling?v=1', { headers: { Origin: pub, 'X-Forwarded-Host': '10.0.0.7:8080, chat.example.com' } }), 403, 4403);
+    await check('after');
+  });
+
   it('a function allowedOrigins decides per request', async () => {
     const seen: string[] = [];
     const { s, check } = await setup({ ...FAST, allowedOrigins: (o) => (seen.push(o), o.endsWith('.good.example')) });
