@@ -20,10 +20,10 @@ const ts = (target: string, tsconfig = './tsconfig.browser.json') =>
 
 /**
  * Properties the IIFE may rename: every `_`-prefixed (private) member, and the members of the
- * internal Session and Race, which no page, option or custom transport ever sees (not `unacked`:
+ * internal Session, Race and Timers, which no page, option or custom transport ever sees (not `unacked`:
  * the session-lost event has a property of that name).
  */
-const IIFE_MANGLED = /^(_[a-zA-Z].*|receivedSeq|writtenSeq|bufferedBytes|bufferedCount|ackOwed|hasOutput|acked|rewind|limits|maxMessages|maxBytes|headStartOver|failures|started|live|lost)$/;
+const IIFE_MANGLED = /^(_[a-zA-Z].*|receivedSeq|writtenSeq|bufferedBytes|bufferedCount|ackOwed|hasOutput|acked|rewind|limits|maxMessages|maxBytes|headStartOver|failures|started|live|lost|later|pending|cancel|cancelAll|wake)$/;
 
 const nodeExternal = (id: string) => id === 'ws' || id === 'eventemitter3' || id.startsWith('node:');
 

@@ -12,6 +12,7 @@ import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports } f
 import { resolveOptions, type ResolvedOptions, type SocketEvents, type SocketOptions, type SocketState } from './options';
 import { decodePayload, encodePayload, toArrayBuffer, type Payload } from './payload';
 import { Receipt, Session } from './session';
+import { Timers } from './timers';
 import type { ClientTransport, Transport, TransportClose, TransportSettings } from '../transports/types';
 
 /** Acknowledge at once when this many received messages are unacknowledged. */
@@ -72,8 +73,8 @@ export class Socket extends EventEmitter<SocketEvents> {
   /** A flush is scheduled for the end of this task: sends of one task go out as one batch. */
   private _queued = false;
   private _full = false;
-  /** Timers by name, with their wall-clock due time: a page that slept runs the overdue ones on wake. */
-  private _timers: Partial<Record<TimerName, { id: unknown; due: number; fn: () => void }>> = {};
+  /** Named timers with their wall-clock due times: a page that slept runs the overdue ones on wake. */
+  private readonly _timers: Timers<TimerName>;
   private readonly _unwake: () => void;
 
   /**
@@ -97,7 +98,8 @@ export class Socket extends EventEmitter<SocketEvents> {
         return self._hb + self._hto + o.requestTimeout;
       },
     };
-    this._unwake = env.onWake(() => this._wake());
+    this._timers = new Timers(env);
+    this._unwake = env.onWake(() => this._timers.wake());
     this._negotiate();
   }
 
@@ -161,21 +163,6 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (this._o.log) this._o.log(m);
   }
 
-  private _later(name: TimerName, fn: () => void, ms: number): void {
-    this._clear(name);
-    const run = (): void => {
-      delete this._timers[name];
-      fn();
-    };
-    this._timers[name] = { id: this._env.setTimeout(run, ms), due: this._env.now() + ms, fn: run };
-  }
-
-  private _clear(name: TimerName): void {
-    const t = this._timers[name];
-    if (t) this._env.clearTimeout(t.id);
-    delete this._timers[name];
-  }
-
   private _query(open: boolean, link?: Link): string {
     if (link && link.probe) return 'v=' + PROTOCOL_VERSION + '&probe=1';
     const own = link && link.own;
@@ -194,7 +181,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
     this._order = raceOrder(this._list.length, first);
     this._race = new Race(this._list.length);
-    this._later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
+    this._timers.later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
     this._startNext();
     // Nothing remembered for this endpoint (a first visit): the first fallback starts together with
     // the first candidate, so a network that blocks WebSocket costs no head start and no failed
@@ -213,7 +200,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const name = this._list[this._order[i]].name;
     this._openLink(this._order[i], false);
     if (this._race === race && race.headStartOver()) {
-      this._later('race', () => {
+      this._timers.later('race', () => {
         this._log(name + ': no open frame within its ' + this._o.headStart + ' ms head start; next candidate alongside');
         this._startNext();
       }, this._o.headStart);
@@ -262,7 +249,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (this._current) this._closeLink(this._current);
     this._current = null;
     this._race = null;
-    for (const k in this._timers) this._clear(k as TimerName);
+    this._timers.cancelAll();
   }
 
   private _onLinkClosed(link: Link, info: TransportClose): void {
@@ -345,7 +332,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     }
     if (link !== this._current) return;
     if (this._session.ackOwed >= ACK_EVERY || this._pongOwed) this._flush();
-    else if (this._session.ackOwed && !this._queued && this._timers.ack === undefined) this._later('ack', () => this._flush(), this._o.ackDelay);
+    else if (this._session.ackOwed && !this._queued && !this._timers.pending('ack')) this._timers.later('ack', () => this._flush(), this._o.ackDelay);
   }
 
   private _onOpen(link: Link, f: Extract<Frame, { t: 'o' }>): void {
@@ -421,7 +408,7 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _flush(): void {
     const link = this._current;
-    this._clear('ack');
+    this._timers.cancel('ack');
     while (link === this._current && link && link.t && link.t.canSend && (this._session.hasOutput || this._pongOwed)) {
       let b = this._session.take(this._lim.batch, !!link.t.binary);
       // A pong rides with a text batch; after a binary message it goes in the next round.
@@ -442,23 +429,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const limit = this._hb + this._hto;
     const idle = this._env.now() - this._lastHeard;
     if (idle >= limit) this._onLinkClosed(link, { code: CloseCode.HeartbeatTimeout, reason: 'no frame for ' + idle + ' ms' });
-    else this._later('beat', () => this._beat(), limit - idle);
-  }
-
-  /**
-   * The page may have slept (timers throttled or frozen): run every timer already due by the wall
-   * clock now — the heartbeat deadline, a reconnect, a connect timeout — instead of when the
-   * browser gets round to it.
-   */
-  private _wake(): void {
-    const now = this._env.now();
-    for (const k in this._timers) {
-      const t = this._timers[k as TimerName];
-      if (t && t.due <= now) {
-        this._env.clearTimeout(t.id);
-        t.fn();
-      }
-    }
+    else this._timers.later('beat', () => this._beat(), limit - idle);
   }
 
   private _lost(info: TransportClose): void {
@@ -471,7 +442,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const delay = Math.max(backoffDelay(attempt, { base: this._o.backoffBase, cap: this._o.backoffCap }, this._env.random()), info.retryAfter || 0);
     this.state = 'reconnecting';
     this._log('reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
-    this._later('retry', () => this._negotiate(), delay);
+    this._timers.later('retry', () => this._negotiate(), delay);
     this.emit('reconnecting', { attempt, delay, code: info.code, reason: info.reason });
   }
 
@@ -498,7 +469,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._tried = next;
     const delay = backoffDelay(++this._upgrades, { base: 1000, cap: 60000 }, this._env.random());
     this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
-    this._later('upgrade', () => {
+    this._timers.later('upgrade', () => {
       if (this._current === link) this._upgradeLink(next, true);
     }, delay);
   }
@@ -511,7 +482,7 @@ export class Socket extends EventEmitter<SocketEvents> {
    */
   private _upgradeLink(index: number, probe: boolean): void {
     const l = this._openLink(index, !probe, probe);
-    this._later('probe', () => this._onLinkClosed(l, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
+    this._timers.later('probe', () => this._onLinkClosed(l, { code: 1006, reason: 'upgrade timed out' }), this._o.connectTimeout);
   }
 
   private _probed(link: Link): void {
