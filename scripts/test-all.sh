@@ -1,15 +1,33 @@
 #!/bin/sh
 # The README's test command (`npm run test:all`) and what CI runs: installs everything the tests
-# need on a fresh Debian machine (npm packages; Chromium from Debian, never a downloaded browser),
-# then type-checks, builds, checks the package and the size budget, and runs every suite.
+# need on a fresh Debian machine (npm packages; Chromium from Debian, never a downloaded browser;
+# nginx from Debian for test/browser/nginx.test.ts, which starts its own nginx processes: the
+# system service is never started), then type-checks, builds, checks the package and the size
+# budget, and runs every suite.
 set -eu
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ]; then
+MISSING=""
+[ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
+[ -x /usr/sbin/nginx ] || MISSING="$MISSING nginx"
+if [ -n "$MISSING" ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
+  # Install without starting any system service (nginx's postinst would start the system nginx
+  # on port 80): Debian's policy-rc.d hook answering 101 ("action forbidden"), for the install only.
+  NOSTART=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    NOSTART=1
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+  fi
   $SUDO apt-get update
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends chromium
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $MISSING
+  if [ -n "$NOSTART" ]; then
+    $SUDO rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
 fi
 
 # npm install, not npm ci: it keeps the lock file's versions, and npm ci refuses a lock written

@@ -1,0 +1,414 @@
+/**
+ * The script-tag bundle in headless Chromium behind a REAL nginx (the Debian package,
+ * /usr/sbin/nginx; `scripts/test-all.sh` installs it): every page is loaded through nginx, so its
+ * origin is nginx's, as for a user behind a reverse proxy; nginx proxies everything (the pages,
+ * the bundle, /rt/…) to the test server.
+ *
+ * Two configurations, each its own nginx (a fresh prefix directory, started and stopped here):
+ *  - "default nginx": `location / { proxy_pass … }` and nothing else. nginx then talks HTTP/1.0
+ *    to the upstream, drops Upgrade/Connection (no WebSocket can pass), rewrites Host to the
+ *    upstream's address and buffers responses unless told not to (the server sends
+ *    `X-Accel-Buffering: no` on streams). With `allowedOrigins: '*'` (the demo of `npm start`)
+ *    every HTTP transport must carry a session; with the server's default Origin check the page
+ *    must get a clear refusal (close 4403), not a hang (README, "Behind a reverse proxy");
+ *  - "README block": the nginx block of README.md ("Behind a reverse proxy") on /rt/, with a plain
+ *    proxy_pass for the pages: with the default Origin check the socket ends on WebSocket.
+ *
+ * Traffic: the server sends 's0' … 's199' on each new session and echoes every page message as
+ * 'e:' + message; the page sends 'c0' … 'c199' once open. Timings are printed ('[nginx] …').
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ensureBuilt,
+  launchBrowser,
+  numbered,
+  openPage,
+  readPage,
+  serveApp,
+  sleep,
+  startTestServer,
+  testPage,
+  waitFor,
+  waitUntil,
+  type App,
+  type PageResult,
+  type TestBrowser,
+  type TestPage,
+  type TestServer,
+  type TransportName,
+} from './helpers';
+import type { ServerOptions } from '../../server/options';
+
+const NGINX = '/usr/sbin/nginx';
+/** Messages each way. */
+const N = 200;
+
+// ---- nginx ---------------------------------------------------------------------------------------
+
+/** A free TCP port on 127.0.0.1: bind a server to port 0, read the port, close it. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Whether a TCP connection to 127.0.0.1:`port` succeeds. */
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = netConnect(port, '127.0.0.1');
+    const done = (ok: boolean): void => {
+      c.destroy();
+      resolve(ok);
+    };
+    c.setTimeout(500, () => done(false));
+    c.once('connect', () => done(true));
+    c.once('error', () => done(false));
+  });
+}
+
+interface Nginx {
+  /** http://127.0.0.1:PORT */
+  origin: string;
+  port: number;
+  dir: string;
+  child: ChildProcess;
+  /** The access log so far, one line a request (written when the request ends). */
+  accessLog(): string[];
+  /** nginx's error log so far, and what it wrote to stdout/stderr. */
+  diagnostics(): string;
+  close(): Promise<void>;
+}
+
+/** The README's nginx block (README.md, "Behind a reverse proxy"), pointed at `upstream`. */
+function readmeBlock(upstream: number): { http: string; locations: string } {
+  return {
+    http: `map $http_upgrade $connection_upgrade { default upgrade; '' close; }`,
+    locations: `
+    location /rt/ {
+        proxy_pass http://127.0.0.1:${upstream};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header Host $http_host;
+        proxy_read_timeout 75s;
+        client_max_body_size 3m;
+    }
+    location / {
+        proxy_pass http://127.0.0.1:${upstream};
+    }`,
+  };
+}
+
+/** nginx out of the box in front of `upstream`: proxy_pass and nothing else. */
+function defaultBlock(upstream: number): { http: string; locations: string } {
+  return {
+    http: '',
+    locations: `
+    location / {
+        proxy_pass http://127.0.0.1:${upstream};
+    }`,
+  };
+}
+
+/**
+ * Start /usr/sbin/nginx in the foreground (daemon off) on a free port with `block`, everything it
+ * writes (pid, logs, temp files) in a fresh temp directory; resolve once its port accepts TCP
+ * connections (within 5 s).
+ */
+async function startNginx(block: { http: string; locations: string }): Promise<Nginx> {
+  const dir = mkdtempSync(join(tmpdir(), 'cometsocket-nginx-'));
+  // Run as root, nginx's workers run as nobody: they must be able to reach the temp paths.
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events {}
+http {
+    access_log ${dir}/access.log;
+    client_body_temp_path ${dir}/client_body_temp;
+    proxy_temp_path ${dir}/proxy_temp;
+    fastcgi_temp_path ${dir}/fastcgi_temp;
+    uwsgi_temp_path ${dir}/uwsgi_temp;
+    scgi_temp_path ${dir}/scgi_temp;
+    ${block.http}
+    server {
+        listen 127.0.0.1:${port};
+        ${block.locations}
+    }
+}
+`,
+  );
+  const output: string[] = [];
+  const child = spawn(NGINX, ['-c', conf, '-p', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (b: Buffer) => output.push(b.toString()));
+  child.stderr!.on('data', (b: Buffer) => output.push(b.toString()));
+  let exited: string | null = null;
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = 'exited with ' + (signal || code);
+      resolve();
+    });
+    child.once('error', (e) => {
+      exited = 'failed to start: ' + e.message;
+      resolve();
+    });
+  });
+  const read = (name: string): string => {
+    try {
+      return readFileSync(join(dir, name), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const ngx: Nginx = {
+    origin: 'http://127.0.0.1:' + port,
+    port,
+    dir,
+    child,
+    accessLog: () => read('access.log').split('\n').filter(Boolean),
+    diagnostics: () => 'error.log: ' + read('error.log') + '\noutput: ' + output.join(''),
+    async close() {
+      if (exited === null && child.pid !== undefined) {
+        child.kill('SIGTERM');
+        const killed = await Promise.race([exit.then(() => true), sleep(2000).then(() => false)]);
+        if (!killed) {
+          child.kill('SIGKILL');
+          await Promise.race([exit, sleep(2000)]);
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    if (exited !== null) {
+      const why = ngx.diagnostics();
+      await ngx.close();
+      throw new Error('nginx ' + exited + ' before listening on ' + port + '\n' + why);
+    }
+    if (await canConnect(port)) return ngx;
+    if (Date.now() > deadline) {
+      const why = ngx.diagnostics();
+      await ngx.close();
+      throw new Error('nginx did not accept connections on ' + port + ' within 5 s\n' + why);
+    }
+    await sleep(50);
+  }
+}
+
+// ---- one nginx, one server and one browser per describe block --------------------------------------
+
+interface Env {
+  readonly srv: TestServer;
+  readonly nginx: Nginx;
+  readonly browser: TestBrowser;
+  /** The test application on the server, for this test only. */
+  app(): App;
+  /** Serve `html` at `path` and open it THROUGH nginx in a new tab (closed after the test). */
+  open(path: string, html: string): Promise<TestPage>;
+}
+
+/** Register the hooks of a describe block: the server with `options`, an nginx with `block` in front of it, a browser. */
+function behindNginx(options: ServerOptions, block: (upstream: number) => { http: string; locations: string }): Env {
+  let srv: TestServer | null = null;
+  let nginx: Nginx | null = null;
+  let browser: TestBrowser | null = null;
+  let apps: App[] = [];
+  let tabs: TestPage[] = [];
+
+  beforeAll(async () => {
+    await ensureBuilt();
+    srv = await startTestServer(options);
+    nginx = await startNginx(block(Number(new URL(srv.origin).port)));
+    browser = await launchBrowser();
+  }, 120000);
+
+  afterEach(async () => {
+    for (const t of tabs) await t.page.close().catch(() => undefined);
+    tabs = [];
+    for (const a of apps) a.stop();
+    apps = [];
+    // serveApp's 'connection' listeners: the next test's application starts alone.
+    if (srv) srv.rt.removeAllListeners('connection');
+  }, 20000);
+
+  afterAll(async () => {
+    if (browser) await browser.close().catch(() => undefined);
+    if (nginx) await nginx.close();
+    if (srv) await srv.close();
+    browser = nginx = srv = null;
+  }, 20000);
+
+  return {
+    get srv() {
+      return srv!;
+    },
+    get nginx() {
+      return nginx!;
+    },
+    get browser() {
+      return browser!;
+    },
+    app() {
+      const a = serveApp(srv!, { count: N });
+      apps.push(a);
+      return a;
+    },
+    async open(path, html) {
+      srv!.page(path, html);
+      const t = await openPage(browser!, nginx!.origin + path);
+      tabs.push(t);
+      return t;
+    },
+  };
+}
+
+/** The access log lines ("combined" format) whose request line starts with `request`: 'GET /rt/sse?v=1', '/rt/sse' (any method). */
+const logged = (e: Env, request: string): string[] =>
+  e.nginx.accessLog().filter((l) => {
+    const m = /"([A-Z]+) (\S+)/.exec(l);
+    return m !== null && (request.charAt(0) === '/' ? m[2] : m[1] + ' ' + m[2]).startsWith(request);
+  });
+
+/**
+ * N messages each way through nginx on the page at `path`: wait (bounded) until both sides have
+ * everything, let late duplicates arrive, then check exactly once and in order both ways, one
+ * session, no session-lost or close, no page error; the socket ends on `expected`.
+ */
+async function exchange(e: Env, path: string, transports: 'default' | TransportName, expected: string): Promise<{ r: PageResult; a: App; ms: number }> {
+  const t0 = Date.now();
+  const a = e.app();
+  const t = await e.open(path, testPage({ transports, count: N, sendWhen: 'open' }));
+  const fatal = 'window.T.fatal && /^(session-lost|close)/.test(window.T.fatal() || "")';
+  await waitFor(t.page, `window.T && (window.T.got.length >= ${2 * N} || ${fatal})`, 2 * N + ' messages in the page through nginx', 15000);
+  await waitUntil(() => a.received.length >= N, 10000, N + ' messages at the server');
+  // A first visit may open on the fallback that raced alongside WebSocket, then move up (bounded).
+  await waitFor(t.page, 'window.T.sock.transport === ' + JSON.stringify(expected), 'the socket on ' + expected, 10000);
+  const ms = Date.now() - t0;
+  // Anything duplicated would arrive shortly after: give it the time of a few ack rounds.
+  await sleep(300);
+  const r = await readPage(t.page);
+  const why = 'events: ' + r.events.join(', ') + '; console: ' + t.console.join(' | ') + '\n' + e.nginx.diagnostics();
+
+  expect(r.hasGlobal, 'window.CometSocket from the script tag, through nginx').toBe(true);
+  expect(e.srv.errors, 'exceptions in the server').toEqual([]);
+  // Page → server: c0 … c(N-1), nothing else, in order.
+  expect(a.received, 'messages the server received; ' + why).toEqual(numbered('c', N));
+  // Server → page: its own s0 … s(N-1) in order, and the echo of every page message in order.
+  expect(r.got.length, 'messages the page received; ' + why).toBe(2 * N);
+  expect(r.got.filter((d) => d.charAt(0) === 's')).toEqual(numbered('s', N));
+  expect(r.got.filter((d) => d.slice(0, 2) === 'e:')).toEqual(numbered('e:c', N));
+  expect(r.sent).toBe(N);
+  expect(r.refused, 'send() calls that returned false').toBe(0);
+  // One session: opened once, never lost, nothing closed.
+  expect(r.events.filter((x) => /^(session-lost|close)/.test(x)), 'socket events; ' + why).toEqual([]);
+  expect(r.events.filter((x) => x === 'open'), why).toEqual(['open']);
+  expect(r.state).toBe('open');
+  const live = a.conns.filter((c) => c.state === 'open');
+  expect(live.length, 'sessions open at the server').toBe(1);
+  expect(a.conns.length, 'sessions the server opened (the winner and at most one race loser)').toBeLessThanOrEqual(2);
+  expect(a.closes.filter((x) => !/lost the race/.test(x)), 'sessions closed, race losers aside').toEqual([]);
+  // The session ends on `expected`, at the page and at the server.
+  expect(r.transport, why).toBe(expected);
+  expect(r.transports[r.transports.length - 1], 'transport the page ended on: ' + r.transports.join(', ')).toBe(expected);
+  expect(live[0].transport, 'transport of the session at the server').toBe(expected);
+  expect(t.errors, 'uncaught errors in the page; ' + why).toEqual([]);
+  // The page, and the bundle, came through nginx.
+  expect(logged(e, 'GET ' + path).length, 'the page in nginx access log').toBe(1);
+  expect(logged(e, 'GET /rt/cometsocket.min.js').length, 'the bundle in nginx access log').toBeGreaterThan(0);
+  return { r, a, ms };
+}
+
+const report = (cell: string, o: { r: PageResult; ms: number }): void => {
+  console.log(`[nginx] ${cell}: ${o.ms} ms; transports ${o.r.transports.join(' → ')}; events: ${o.r.events.join(', ')}`);
+};
+
+// ---- the cells -------------------------------------------------------------------------------------
+
+describe.sequential("default nginx (proxy_pass only) × server allowedOrigins '*'", () => {
+  const e = behindNginx({ allowedOrigins: '*' }, defaultBlock);
+
+  it(`nginx default × default negotiation → ends on sse (WebSocket cannot pass), ${N} each way exactly once in order`, async () => {
+    const o = await exchange(e, '/default-negotiation.html', 'default', 'sse');
+    report('default × default negotiation', o);
+    // WebSocket was tried and could not pass: nginx forwarded a plain GET without Upgrade.
+    expect(e.srv.control.upgrades, 'WebSocket upgrades that reached the server').toBe(0);
+    expect(logged(e, 'GET /rt/websocket').length, 'the WebSocket attempt in nginx access log').toBeGreaterThan(0);
+    expect(logged(e, 'GET /rt/websocket').filter((l) => / 101 /.test(l)), 'WebSocket upgrades nginx passed').toEqual([]);
+  }, 30000);
+
+  for (const name of ['sse', 'xhr-streaming', 'iframe-streaming', 'long-polling'] as const) {
+    it(`nginx default × ${name} forced → ${N} each way exactly once in order, on ${name}, no reconnect`, async () => {
+      const o = await exchange(e, '/forced-' + name + '.html', name, name);
+      report('default × ' + name, o);
+      expect(o.r.transports, 'transports the page used').toEqual([name]);
+      expect(o.r.events.filter((x) => x.startsWith('reconnecting')), 'reconnects').toEqual([]);
+      // Its requests went through nginx (a request is logged when it ends: the POSTs, not a stream still open).
+      expect(logged(e, '/rt/' + name + '?').length, name + ' requests in nginx access log').toBeGreaterThan(0);
+    }, 30000);
+  }
+});
+
+describe.sequential('default nginx (proxy_pass only) × server default Origin check', () => {
+  // allowedOrigins: undefined (not left out: startTestServer would name its own origin).
+  const e = behindNginx({ allowedOrigins: undefined }, defaultBlock);
+
+  it('nginx default × default Origin check × long-polling forced → close 4403 within 10 s (nginx rewrote Host: the Origin looks foreign), not a hang', async () => {
+    const t0 = Date.now();
+    const a = e.app();
+    const t = await e.open('/refused-long-polling.html', testPage({ transports: 'long-polling', count: N, sendWhen: 'open' }));
+    await waitFor(t.page, 'window.T && window.T.closeInfo', "the socket's close event", 10000);
+    const ms = Date.now() - t0;
+    const r = (await t.page.evaluate('({ closeInfo: T.closeInfo, events: T.events, state: T.sock.state, got: T.got.length })')) as {
+      closeInfo: { code: number; reason: string };
+      events: string[];
+      state: string;
+      got: number;
+    };
+    console.log(`[nginx] default × default Origin check × long-polling: close ${r.closeInfo.code} ${r.closeInfo.reason} after ${ms} ms; events: ${r.events.join(', ')}; server received ${a.received.length}`);
+    const why = 'events: ' + r.events.join(', ') + '\n' + e.nginx.diagnostics();
+    // Chromium sends no Origin on a same-origin GET, so the handshake GET passes the check and
+    // the socket may open (and get the server's first messages); the first POST (data or acks)
+    // carries Origin and is refused: close 4403, fatal, no retry.
+    expect(r.closeInfo.code, why).toBe(4403);
+    expect(r.state).toBe('closed');
+    expect(r.events.filter((x) => x.startsWith('close')), 'close events').toHaveLength(1);
+    // The refusal came from the server, through nginx: a 403 in its access log.
+    expect(logged(e, '/rt/long-polling').some((l) => / 403 /.test(l)), 'a 403 in nginx access log: ' + logged(e, '/rt/long-polling').join(' | ')).toBe(true);
+    expect(a.received, 'messages the server accepted from a foreign-looking origin').toEqual([]);
+    expect(t.errors, 'uncaught errors in the page').toEqual([]);
+  }, 20000);
+});
+
+describe.sequential("the README's nginx block × server default Origin check", () => {
+  const e = behindNginx({ allowedOrigins: undefined }, readmeBlock);
+
+  it(`nginx README × default negotiation → ends on websocket, ${N} each way exactly once in order`, async () => {
+    const o = await exchange(e, '/readme-negotiation.html', 'default', 'websocket');
+    report('README × default negotiation', o);
+    expect(e.srv.control.upgrades, 'WebSocket upgrades that reached the server').toBeGreaterThan(0);
+    expect(o.r.transports.length, 'transports the page used: ' + o.r.transports.join(', ')).toBeLessThanOrEqual(2);
+  }, 30000);
+
+  it(`nginx README × websocket forced → ${N} each way exactly once in order, on websocket, no reconnect`, async () => {
+    const o = await exchange(e, '/readme-websocket.html', 'websocket', 'websocket');
+    report('README × websocket', o);
+    expect(o.r.transports, 'transports the page used').toEqual(['websocket']);
+    expect(o.r.events.filter((x) => x.startsWith('reconnecting')), 'reconnects').toEqual([]);
+  }, 30000);
+});
