@@ -164,13 +164,21 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     if (!route) return false;
     const [name, query] = route;
     const t = this.transports.get(name);
-    const origin = req.headers.origin;
-    const status = origin !== undefined && !this.originAllowed(origin, req) ? '403 Forbidden' : !t || !t.upgrade ? '404 Not Found' : '';
-    if (status) {
-      socket.end('HTTP/1.1 ' + status + '\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    if (!t || !t.upgrade) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return true;
     }
-    t!.upgrade!(req, socket, head, query, this);
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.originAllowed(origin, req)) {
+      // A browser cannot read the status of a refused upgrade (it sees 1006): the upgrade is
+      // completed and carries the close frame 4403, with no session, so a WebSocket-only page
+      // learns why instead of retrying forever.
+      const r: Refusal = { status: 403, code: 4403, reason: 'origin not allowed' };
+      if (t.refuseUpgrade) t.refuseUpgrade(req, socket, head, r);
+      else socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return true;
+    }
+    t.upgrade(req, socket, head, query, this);
     return true;
   }
 

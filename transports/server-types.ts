@@ -77,6 +77,8 @@ export interface ServerTransport {
   request?(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, hub: TransportHub): void;
   /** An HTTP upgrade. */
   upgrade?(req: IncomingMessage, socket: Duplex, head: Buffer, query: URLSearchParams, hub: TransportHub): void;
+  /** An upgrade the server refuses (a foreign Origin): tell the client `r` in a way it can read. */
+  refuseUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer, r: Refusal): void;
   /** Release what the transport holds (called when the server closes). */
   close?(): void;
 }

@@ -3,10 +3,14 @@
  * client (WebSocket and long polling) before and after each one.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { longPolling, webSocket } from '../../src/index';
+import WebSocket from 'ws';
+import { connect, longPolling, webSocket } from '../../src/index';
+import type { WebSocketConstructor } from '../../src/env';
+import { waitFor } from '../helpers/server';
 import type { ServerOptions } from '../../server/options';
 import {
   cleanupAll,
+  defer,
   echo,
   expectRefusal,
   healthy,
@@ -259,17 +263,28 @@ describe('bad requests', () => {
 });
 
 describe('Origin', () => {
+  /**
+   * A refused WebSocket: a browser cannot read the status of a refused upgrade, so the upgrade
+   * completes and carries only the close frame 4403, then closes with 4403.
+   */
+  async function expectWsRefused(url: string, origin: string): Promise<void> {
+    const raw = rawWs(url, { origin });
+    expect((await raw.closeFrame()).c).toBe(4403);
+    expect((await raw.closed).code).toBe(4403);
+    expect(raw.messages.map((m) => JSON.parse(m).t)).toEqual(['c']);
+  }
+
   const GOOD = 'http://good.example';
   const EVIL = 'http://evil.example';
 
-  it('with allowedOrigins, a foreign Origin gets 403/4403 on long-polling GET and POST and 403 on the upgrade', async () => {
+  it('with allowedOrigins, a foreign Origin gets 403/4403 on long-polling GET and POST, and the upgrade carries only the close frame 4403', async () => {
     const { s, check } = await setup({ ...FAST, allowedOrigins: [GOOD] });
     const lp = await lpHandshake(s.url, { Origin: GOOD });
     // Handshake, poll, POST: refused for a foreign origin, even with a valid session.
     expectRefusal(await http('GET', s.url + '/long-polling?v=1', { headers: { Origin: EVIL } }), 403, 4403);
     expectRefusal(await http('GET', lp.base + '&ack=0', { headers: { Origin: EVIL } }), 403, 4403);
     expectRefusal(await http('POST', lp.base, { body: '{"t":"d","s":1,"d":"x"}', headers: { Origin: EVIL } }), 403, 4403);
-    expect(await upgradeStatus(s.url + '/websocket?v=1', EVIL)).toBe(403);
+    await expectWsRefused(s.url + '/websocket?v=1', EVIL);
     // A refused request created nothing.
     expect(s.rt.clientsCount).toBe(3);
     // The allowed origin works on both transports, with CORS headers.
@@ -306,7 +321,7 @@ describe('Origin', () => {
     for (const other of [EVIL, 'http://127.0.0.1:1', 'http://localhost:' + s.port, 'null', 'not a url']) {
       expectRefusal(await http('GET', s.url + '/long-polling?v=1', { headers: { Origin: other } }), 403, 4403);
       expectRefusal(await http('POST', lp.base, { body: '{"t":"d","s":2,"d":"x"}', headers: { Origin: other } }), 403, 4403);
-      expect(await upgradeStatus(s.url + '/websocket?v=1', other)).toBe(403);
+      await expectWsRefused(s.url + '/websocket?v=1', other);
     }
     // Without an Origin: allowed.
     expect((await http('GET', s.url + '/long-polling?v=1')).status).toBe(200);
@@ -326,12 +341,31 @@ describe('Origin', () => {
     await check('after');
   });
 
+  it('a WebSocket-only client from a foreign origin closes with 4403 at once instead of retrying (it cannot read an upgrade status)', async () => {
+    const { s, check } = await setup({ ...FAST, allowedOrigins: [GOOD] });
+    const FromEvil = class extends WebSocket {
+      constructor(url: string) {
+        super(url, { origin: EVIL });
+        this.on('error', () => {});
+      }
+    } as unknown as WebSocketConstructor;
+    const sock = connect(s.url, { transports: [webSocket], WebSocket: FromEvil, backoffBase: 20, backoffCap: 50 });
+    defer(() => sock.close());
+    const events: string[] = [];
+    sock.on('reconnecting', (i) => events.push('reconnecting ' + i.code));
+    sock.on('close', (i) => events.push('close ' + i.code + ' ' + i.reason));
+    await waitFor(() => sock.state === 'closed', 3000, 'closed');
+    expect(events).toEqual(['close 4403 origin not allowed']);
+    expect(s.rt.clientsCount).toBe(2);
+    await check('after');
+  });
+
   it('a function allowedOrigins decides per request', async () => {
     const seen: string[] = [];
     const { s, check } = await setup({ ...FAST, allowedOrigins: (o) => (seen.push(o), o.endsWith('.good.example')) });
     expect((await http('GET', s.url + '/long-polling?v=1', { headers: { Origin: 'https://a.good.example' } })).status).toBe(200);
     expectRefusal(await http('GET', s.url + '/long-polling?v=1', { headers: { Origin: EVIL } }), 403, 4403);
-    expect(await upgradeStatus(s.url + '/websocket?v=1', EVIL)).toBe(403);
+    await expectWsRefused(s.url + '/websocket?v=1', EVIL);
     expect(seen).toEqual(['https://a.good.example', EVIL, EVIL]);
     await check('after');
   });

@@ -51,11 +51,18 @@ class WsLink implements ServerLink {
 /** The WebSocket transport's server half. */
 export function webSocketServer(): ServerTransport {
   let wss: WebSocketServer | null = null;
+  const server = (maxBatch: number): WebSocketServer => (wss ||= new WebSocketServer({ noServer: true, maxPayload: maxBatch, perMessageDeflate: false, clientTracking: true }));
   return {
     name: 'websocket',
+    refuseUpgrade(req, socket, head, r) {
+      // Only the close frame is ever written: no client frame is read (a 1-byte message limit).
+      new WebSocketServer({ noServer: true, maxPayload: 1, perMessageDeflate: false, clientTracking: false }).handleUpgrade(req, socket, head, (ws) => {
+        ws.on('error', () => {});
+        new WsLink(ws).refuse(r);
+      });
+    },
     upgrade(req, socket, head, query, hub) {
-      if (!wss) wss = new WebSocketServer({ noServer: true, maxPayload: hub.maxBatch, perMessageDeflate: false, clientTracking: true });
-      wss.handleUpgrade(req, socket, head, (ws) => {
+      server(hub.maxBatch).handleUpgrade(req, socket, head, (ws) => {
         const link = new WsLink(ws);
         ws.on('error', () => {
           /* 'close' follows */
