@@ -109,6 +109,12 @@ function readmeBlock(upstream: number): { http: string; locations: string } {
   };
 }
 
+/** The README's block without its Host line: upgrades pass, but the upstream sees nginx's own Host. */
+function readmeWithoutHost(upstream: number): { http: string; locations: string } {
+  const r = readmeBlock(upstream);
+  return { http: r.http, locations: r.locations.replace(/\n\s*proxy_set_header Host \$http_host;/, '') };
+}
+
 /** nginx out of the box in front of `upstream`: proxy_pass and nothing else. */
 function defaultBlock(upstream: number): { http: string; locations: string } {
   return {
@@ -411,4 +417,26 @@ describe.sequential("the README's nginx block × server default Origin check", (
     expect(o.r.transports, 'transports the page used').toEqual(['websocket']);
     expect(o.r.events.filter((x) => x.startsWith('reconnecting')), 'reconnects').toEqual([]);
   }, 30000);
+});
+
+describe.sequential("the README's block without its Host line × server default Origin check", () => {
+  const e = behindNginx({ allowedOrigins: undefined }, readmeWithoutHost);
+
+  // The upgrade passes nginx but its Origin looks foreign. A browser cannot read the status of a
+  // refused upgrade (it sees 1006 and would retry forever): the server completes the upgrade and
+  // sends the close frame 4403 (PROTOCOL.md, websocket handshake).
+  it('nginx README without Host × websocket forced × default Origin check → close 4403 at once, no retry', async () => {
+    const t0 = Date.now();
+    const a = e.app();
+    const t = await e.open('/refused-websocket.html', testPage({ transports: 'websocket', count: N, sendWhen: 'open' }));
+    await waitFor(t.page, 'window.T && window.T.closeInfo', "the socket's close event", 10000);
+    const ms = Date.now() - t0;
+    const r = (await t.page.evaluate('({ closeInfo: T.closeInfo, events: T.events, state: T.sock.state })')) as { closeInfo: { code: number; reason: string }; events: string[]; state: string };
+    console.log(`[nginx] README without Host × websocket: close ${r.closeInfo.code} ${r.closeInfo.reason} after ${ms} ms; events: ${r.events.join(', ')}`);
+    expect(r.closeInfo.code, 'events: ' + r.events.join(', ') + '\n' + e.nginx.diagnostics()).toBe(4403);
+    expect(r.events.filter((x) => x.startsWith('reconnecting')), 'reconnects').toEqual([]);
+    expect(r.state).toBe('closed');
+    expect(a.conns, 'sessions the server opened').toEqual([]);
+    expect(t.errors, 'uncaught errors in the page').toEqual([]);
+  }, 20000);
 });
