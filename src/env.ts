@@ -90,6 +90,8 @@ export interface Env {
    * focus, pageshow, resume); returns an unsubscribe function. A no-op outside browsers.
    */
   onWake(fn: () => void): () => void;
+  /** Where `debug: true` writes: console.debug, or nothing without a console. */
+  log(message: string): void;
 }
 
 // Globals are read through this so the IIFE works in any host (window, worker, Node).
@@ -249,6 +251,10 @@ export function defaultEnv(overrides?: Partial<Env>): Env {
     page: doc && typeof g.addEventListener === 'function' ? (g as unknown as PageLike) : undefined,
     storage: localStore(),
     request: Xhr ? xhrRequest(Xhr) : f ? fetchRequest(f.bind(g) as FetchLike) : undefined,
+    log(m) {
+      const c = g.console as { debug(m: string): void } | undefined;
+      if (c) c.debug('[cometsocket] ' + m);
+    },
     onWake(fn) {
       for (let i = 0; i < targets.length; i++)
         for (let j = 0; j < WAKE_EVENTS.length; j++) targets[i].addEventListener(WAKE_EVENTS[j], fn);

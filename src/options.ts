@@ -90,7 +90,7 @@ export interface SocketOptions {
   rememberFor?: number;
   /** WebSocket constructor to use (e.g. from the `ws` package under Node). @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor;
-  /** Log each decision (negotiation, reconnects) with its reason: true for console.debug, or a function. */
+  /** Log each decision (negotiation, reconnects) with its reason: true for console.debug (`env.log`), or a function. */
   debug?: boolean | ((message: string) => void);
   /** Replace parts of the environment (clock, timers, network); for tests and unusual hosts. */
   env?: Partial<Env>;
@@ -136,12 +136,12 @@ const DEFAULTS = {
   rememberFor: 3600000,
 };
 
-export function resolveOptions(o: SocketOptions, fallback: readonly Transport[] = []): ResolvedOptions {
+export function resolveOptions(o: SocketOptions, env: Pick<Env, 'log'>, fallback: readonly Transport[] = []): ResolvedOptions {
   const r = { transports: o.transports || fallback, shouldRetry: o.shouldRetry || (() => true) } as ResolvedOptions;
   const given = o as Record<string, unknown>;
   const out = r as unknown as Record<string, unknown>;
   for (const k in DEFAULTS) out[k] = given[k] === undefined ? DEFAULTS[k as keyof typeof DEFAULTS] : given[k];
   const debug = o.debug;
-  r.log = typeof debug === 'function' ? debug : debug && typeof console !== 'undefined' ? (m: string) => console.debug('[cometsocket] ' + m) : null;
+  r.log = typeof debug === 'function' ? debug : debug ? (m: string) => env.log(m) : null;
   return r;
 }

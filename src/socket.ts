@@ -82,8 +82,8 @@ export class Socket extends EventEmitter<SocketEvents> {
    */
   constructor(url: string, options: SocketOptions = {}, fallback?: readonly Transport[]) {
     super();
-    const o = (this._o = resolveOptions(options, fallback));
     const env = (this._env = defaultEnv(options.env));
+    const o = (this._o = resolveOptions(options, env, fallback));
     if (options.WebSocket) env.WebSocket = options.WebSocket;
     this._list = supportedTransports(o.transports, env);
     this._lim = { payload: o.maxPayload, batch: 2 * o.maxPayload, buffer: o.maxBufferedMessages };
@@ -307,8 +307,9 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (link.probe) {
       // The path carried the server's ping while the response was still open (not buffered):
       // now attach the session to this transport.
-      if (frames.length && frames[0].t === 'p') return this._probed(link);
-      if (frames.length) this._onLinkClosed(link, { code: 1002, reason: 'probe answered ' + frames[0].t });
+      if (!frames.length) return;
+      if (frames[0].t === 'p') this._probed(link);
+      else this._onLinkClosed(link, { code: 1002, reason: 'bad probe answer' });
       return;
     }
     this._lastHeard = this._env.now();
