@@ -12,7 +12,7 @@ import type { Transport } from '../transports/types';
 import type { Ports } from './servers';
 
 export interface Conn {
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
   close(): void;
   onmessage: (data: string) => void;
 }
@@ -23,7 +23,7 @@ export interface Client {
 }
 
 interface Wire {
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
   close(): void;
 }
 

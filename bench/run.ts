@@ -32,6 +32,8 @@ interface Size {
   wsMessages: number;
   /** Messages per long-polling throughput run. */
   lpMessages: number;
+  /** Binary messages per WebSocket throughput run. */
+  binMessages: number;
   /** Round trips per latency run. */
   roundTrips: number;
   /** Connections per connect-time run. */
@@ -40,12 +42,14 @@ interface Size {
 
 const ROUNDS = quick ? 5 : 11;
 const SIZE: Size = quick
-  ? { wsMessages: 10000, lpMessages: 5000, roundTrips: 1000, dials: 10 }
-  : { wsMessages: 50000, lpMessages: 20000, roundTrips: 5000, dials: 40 };
+  ? { wsMessages: 10000, lpMessages: 5000, binMessages: 2000, roundTrips: 1000, dials: 10 }
+  : { wsMessages: 50000, lpMessages: 20000, binMessages: 10000, roundTrips: 5000, dials: 40 };
 /** Messages in flight in the throughput cases. */
 const WINDOW = 100;
 /** A 100-byte string message. */
 const PAYLOAD = 'x'.repeat(100);
+/** A 4 KiB binary message (every byte value): native binary WebSocket messages, no base64. */
+const BINARY = Uint8Array.from({ length: 4096 }, (_, i) => i & 0xff);
 /** Longest any one measurement (or the server start) may take. */
 const LIMIT_MS = 60000;
 /** Longest the whole run may take before it is abandoned. */
@@ -80,6 +84,13 @@ const CASES: Case[] = [
     clients: [rawWs, cometWs, ioWs],
     metrics: CPU_METRICS,
     measure: (c, sv, s) => throughput(c, sv, s.wsMessages, WINDOW, PAYLOAD, LIMIT_MS),
+  },
+  {
+    key: 'bin',
+    title: `WebSocket binary echo throughput (${fmt(SIZE.binMessages, 0)} × ${BINARY.length} B, ${WINDOW} in flight)`,
+    clients: [rawWs, cometWs, ioWs],
+    metrics: CPU_METRICS,
+    measure: (c, sv, s) => throughput(c, sv, s.binMessages, WINDOW, BINARY, LIMIT_MS),
   },
   {
     key: 'rtt',
@@ -124,6 +135,10 @@ const RATIOS: Ratio[] = [
   { label: 'cometsocket/ws CPU per message', key: 'ws', metric: 1, num: cometWs, den: rawWs, better: 'lower' },
   { label: 'socket.io/ws CPU per message', key: 'ws', metric: 1, num: ioWs, den: rawWs, better: 'lower' },
   { label: 'cometsocket/socket.io CPU per message', key: 'ws', metric: 1, num: cometWs, den: ioWs, better: 'lower' },
+  { label: 'cometsocket/ws binary throughput', key: 'bin', metric: 0, num: cometWs, den: rawWs, better: 'higher' },
+  { label: 'socket.io/ws binary throughput', key: 'bin', metric: 0, num: ioWs, den: rawWs, better: 'higher' },
+  { label: 'cometsocket/socket.io binary throughput', key: 'bin', metric: 0, num: cometWs, den: ioWs, better: 'higher' },
+  { label: 'cometsocket/ws binary CPU per message', key: 'bin', metric: 1, num: cometWs, den: rawWs, better: 'lower' },
   { label: 'cometsocket/ws latency p50', key: 'rtt', metric: 0, num: cometWs, den: rawWs, better: 'lower' },
   { label: 'socket.io/ws latency p50', key: 'rtt', metric: 0, num: ioWs, den: rawWs, better: 'lower' },
   { label: 'cometsocket/socket.io latency p50', key: 'rtt', metric: 0, num: cometWs, den: ioWs, better: 'lower' },

@@ -12,7 +12,7 @@ function ownCpu(): number {
   return u.user + u.system;
 }
 
-export async function throughput(client: Client, servers: Servers, n: number, window: number, payload: string, ms: number): Promise<[number, number]> {
+export async function throughput(client: Client, servers: Servers, n: number, window: number, payload: string | Uint8Array, ms: number): Promise<[number, number]> {
   const conn = await within(ms, client.name + ' dial', client.dial(servers.ports));
   try {
     const serverCpu = await servers.cpuTime();
