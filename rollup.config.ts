@@ -6,7 +6,7 @@ import commonjs from '@rollup/plugin-commonjs';
 import resolve from '@rollup/plugin-node-resolve';
 import terser from '@rollup/plugin-terser';
 import typescript from '@rollup/plugin-typescript';
-import type { RollupOptions } from 'rollup';
+import type { Plugin, RollupOptions } from 'rollup';
 import { dts } from 'rollup-plugin-dts';
 
 // The browser builds compile only browser code (tsconfig.browser.json: no Node types).
@@ -24,6 +24,18 @@ const ts = (target: string, tsconfig = './tsconfig.browser.json') =>
  * the session-lost event has a property of that name).
  */
 const IIFE_MANGLED = /^(_[a-zA-Z].*|receivedSeq|writtenSeq|bufferedBytes|bufferedCount|ackOwed|hasOutput|acked|rewind|limits|maxMessages|maxBytes|headStartOver|failures|started|live|lost|later|pending|cancel|cancelAll|wake)$/;
+
+/** The production IIFE: src/debug.ts says DEBUG = false, so every debug message is dropped. */
+const production: Plugin = {
+  name: 'production',
+  transform(code, id) {
+    if (!/[\\/]src[\\/]debug\.ts$/.test(id)) return null;
+    // The code is already JavaScript here (the TypeScript plugin compiles in its load hook).
+    const out = code.replace(/\bDEBUG(\s*=\s*)true\b/, 'DEBUG$1false');
+    if (out === code) this.error('src/debug.ts no longer declares DEBUG = true');
+    return { code: out, map: null };
+  },
+};
 
 const nodeExternal = (id: string) => id === 'ws' || id === 'eventemitter3' || id.startsWith('node:');
 
@@ -47,8 +59,14 @@ const config: RollupOptions[] = [
     ],
   },
   {
+    // Development: readable, with the debug messages.
     input: 'src/iife.ts',
-    plugins: [resolve({ browser: true }), commonjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
+    plugins: [resolve({ browser: true }), commonjs(), ts('ES5')],
+    output: { file: 'dist/cometsocket.iife.js', format: 'iife', name: 'CometSocket' },
+  },
+  {
+    input: 'src/iife.ts',
+    plugins: [production, resolve({ browser: true }), commonjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
     output: { file: 'dist/cometsocket.iife.min.js', format: 'iife', name: 'CometSocket' },
   },
   ...(['index', 'server'] as const).map(

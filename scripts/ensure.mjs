@@ -9,5 +9,5 @@ const newest = (dir) =>
     const p = dir + '/' + e.name;
     return Math.max(m, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
   }, 0);
-const built = existsSync('dist/cometsocket.iife.min.js') ? statSync('dist/cometsocket.iife.min.js').mtimeMs : 0;
+const built = Math.min(...['dist/cometsocket.iife.min.js', 'dist/cometsocket.iife.js'].map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)));
 if (built < Math.max(newest('src'), newest('transports'), newest('server'))) run('npm run build');

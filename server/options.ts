@@ -37,7 +37,7 @@ export interface ServerOptions {
   ackDelay?: number;
   /** Seconds a client should wait when the server is full. @default 5 */
   retryAfter?: number;
-  /** Serve the browser bundle at `${path}/cometsocket.min.js`. @default true */
+  /** Serve the browser bundles at `${path}/cometsocket.min.js` (production) and `${path}/cometsocket.js` (development, with debug messages). @default true */
   serveClient?: boolean;
   /** Server transports, by name. @default every transport */
   transports?: readonly ServerTransport[];

@@ -1,18 +1,27 @@
-/** Serves the browser bundle (dist/cometsocket.iife.min.js), so a page needs only a script tag. */
+/**
+ * Serves the browser bundles, so a page needs only a script tag: `cometsocket.min.js` is the
+ * production IIFE (dist/cometsocket.iife.min.js), `cometsocket.js` the development one with the
+ * debug messages (dist/cometsocket.iife.js).
+ */
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 
-const FILE = 'cometsocket.iife.min.js';
-let cached: { body: Buffer; etag: string } | null = null;
+/** Name under the server's path → file in dist/. */
+export const CLIENT_FILES: Record<string, string> = {
+  'cometsocket.min.js': 'cometsocket.iife.min.js',
+  'cometsocket.js': 'cometsocket.iife.js',
+};
 
-function load(): { body: Buffer; etag: string } | null {
-  if (cached) return cached;
+const cached: Record<string, { body: Buffer; etag: string }> = {};
+
+function load(file: string): { body: Buffer; etag: string } | null {
+  if (cached[file]) return cached[file];
   // Built: dist/server.js sits beside the bundle. From source: server/ → ../dist/.
-  for (const rel of ['./' + FILE, '../dist/' + FILE]) {
+  for (const rel of ['./' + file, '../dist/' + file]) {
     try {
       const body = readFileSync(new URL(rel, import.meta.url));
-      return (cached = { body, etag: '"' + createHash('sha1').update(body).digest('base64url') + '"' });
+      return (cached[file] = { body, etag: '"' + createHash('sha1').update(body).digest('base64url') + '"' });
     } catch {
       /* try the next place */
     }
@@ -20,8 +29,9 @@ function load(): { body: Buffer; etag: string } | null {
   return null;
 }
 
-export function serveClient(req: IncomingMessage, res: ServerResponse): void {
-  const f = load();
+/** Answer a request for `name`, one of CLIENT_FILES. */
+export function serveClient(name: string, req: IncomingMessage, res: ServerResponse): void {
+  const f = load(CLIENT_FILES[name]);
   if (!f) {
     res.writeHead(404, { 'Content-Type': 'text/plain' });
     res.end('cometsocket: the browser bundle is not built (npm run build)');

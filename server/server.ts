@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { Connection } from './connection';
 import { Probe } from './probe';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options';
-import { serveClient } from './serve-client';
+import { CLIENT_FILES, serveClient } from './serve-client';
 import { MemoryStore, type SessionStore } from './store';
 import { NO_CACHE, refuse } from '../transports/http-server';
 import { iframeStreamingServer } from '../transports/iframe-streaming/server';
@@ -146,8 +146,8 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
       res.end();
       return true;
     }
-    if (name === 'cometsocket.min.js' && this.options.serveClient) {
-      serveClient(req, res);
+    if (this.options.serveClient && Object.prototype.hasOwnProperty.call(CLIENT_FILES, name)) {
+      serveClient(name, req, res);
       return true;
     }
     const t = this.transports.get(name);

@@ -1,4 +1,5 @@
 /** The socket's options, their defaults, and the event map. */
+import { DEBUG } from './debug';
 import type { Env, WebSocketConstructor } from './env';
 import type { Transport } from '../transports/types';
 
@@ -90,7 +91,11 @@ export interface SocketOptions {
   rememberFor?: number;
   /** WebSocket constructor to use (e.g. from the `ws` package under Node). @default globalThis.WebSocket */
   WebSocket?: WebSocketConstructor;
-  /** Log each decision (negotiation, reconnects) with its reason: true for console.debug (`env.log`), or a function. */
+  /**
+   * Log each decision (negotiation, reconnects) with its reason: true for console.debug
+   * (`env.log`), or a function. The production IIFE (`cometsocket.iife.min.js`) leaves the
+   * messages out to stay small; load `cometsocket.iife.js` to read them. @default false
+   */
   debug?: boolean | ((message: string) => void);
   /** Replace parts of the environment (clock, timers, network); for tests and unusual hosts. */
   env?: Partial<Env>;
@@ -143,5 +148,7 @@ export function resolveOptions(o: SocketOptions, env: Pick<Env, 'log'>, fallback
   for (const k in DEFAULTS) out[k] = given[k] === undefined ? DEFAULTS[k as keyof typeof DEFAULTS] : given[k];
   const debug = o.debug;
   r.log = typeof debug === 'function' ? debug : debug ? (m: string) => env.log(m) : null;
+  // The production IIFE has no messages to write: say where they are, once.
+  if (!DEBUG && r.log) r.log('debug messages are in the development build, cometsocket.iife.js');
   return r;
 }

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { backoffDelay } from './backoff';
 import { CloseCode, isRetryable, isTransient } from './close-codes';
+import { DEBUG } from './debug';
 import { defaultEnv, httpUrl, type Env } from './env';
 import { decodeBatch, decodeBinary, encodeFrame, PROTOCOL_VERSION, type Frame, type Limits } from './frame';
 import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports } from './negotiate';
@@ -178,7 +179,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     // Deferred: the caller of connect() has not attached its listeners yet.
     if (!this._list.length) return this._env.defer(() => this._finish(CloseCode.NoTransport, 'no supported transport', false));
     const first = this._o.rememberFor > 0 ? recall(this._env.storage, this._key(), this._list, this._env.now()) : -1;
-    if (first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
+    if (DEBUG && first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
     this._order = raceOrder(this._list.length, first);
     this._race = new Race(this._list.length);
     this._timers.later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
@@ -188,7 +189,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     // upgrade round trips; the loser's session is closed when it opens. Only for a new session:
     // two resume handshakes would both attach to the session on the server.
     if (first < 0 && !this._sid && this._o.parallelFallback && this._race && this._race.headStartOver()) {
-      this._log('nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
+      if (DEBUG) this._log('nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
       this._startNext();
     }
   }
@@ -201,7 +202,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._openLink(this._order[i], false);
     if (this._race === race && race.headStartOver()) {
       this._timers.later('race', () => {
-        this._log(name + ': no open frame within its ' + this._o.headStart + ' ms head start; next candidate alongside');
+        if (DEBUG) this._log(name + ': no open frame within its ' + this._o.headStart + ' ms head start; next candidate alongside');
         this._startNext();
       }, this._o.headStart);
     }
@@ -211,7 +212,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const tr = this._list[index];
     const link: Link = { t: null, index, name: tr.name, upgrade, probe, sid: this._sid, dead: false };
     this._links.push(link);
-    this._log(probe ? 'upgrade: probe ' + tr.name : (upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this._sid ? ' (resume)' : ' (new session)'));
+    if (DEBUG) this._log(probe ? 'upgrade: probe ' + tr.name : (upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this._sid ? ' (resume)' : ' (new session)'));
     try {
       link.t = tr.open(
         this._settings,
@@ -256,7 +257,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (link.dead) return;
     this._closeLink(link);
     if (this.state === 'closed') return; // an attempt kept past close() (see _finish)
-    this._log(link.name + ' closed: ' + info.code + ' ' + info.reason);
+    if (DEBUG) this._log(link.name + ' closed: ' + info.code + ' ' + info.reason);
     // A failed probe cost nothing: the next candidate, or this one later, with backoff.
     if (link.probe) return this._current ? this._scheduleUpgrade() : undefined;
     if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this._sid) return this._sessionLost(info);
@@ -272,7 +273,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       // The server had moved the session to the probe (the old transport then died): probing this
       // transport again would cost a reconnect each time, so this socket leaves it alone.
       this._avoid[link.index] = true;
-      this._log('upgrade: ' + link.name + ' took the session but failed (' + info.reason + '); not probed again');
+      if (DEBUG) this._log('upgrade: ' + link.name + ' took the session but failed (' + info.reason + '); not probed again');
       return this._lost(info);
     }
     const race = this._race;
@@ -283,7 +284,7 @@ export class Socket extends EventEmitter<SocketEvents> {
   }
 
   private _raceLost(info: TransportClose): void {
-    this._log('no transport opened: ' + info.reason);
+    if (DEBUG) this._log('no transport opened: ' + info.reason);
     this._lost(info);
   }
 
@@ -372,8 +373,8 @@ export class Socket extends EventEmitter<SocketEvents> {
       if (!l.upgrade && !l.probe && l.sid === (resumed ? f.sid : '')) this._keepUntilOpen(l);
     }
     this._closeAll();
-    if (prev) this._log('moved from ' + prev.name + ' to ' + link.name);
-    this._log(link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
+    if (DEBUG && prev) this._log('moved from ' + prev.name + ' to ' + link.name);
+    if (DEBUG) this._log(link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
     this._current = link;
     this._attempt = 0;
     this._tried = -1;
@@ -442,14 +443,14 @@ export class Socket extends EventEmitter<SocketEvents> {
     }
     const delay = Math.max(backoffDelay(attempt, { base: this._o.backoffBase, cap: this._o.backoffCap }, this._env.random()), info.retryAfter || 0);
     this.state = 'reconnecting';
-    this._log('reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
+    if (DEBUG) this._log('reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
     this._timers.later('retry', () => this._negotiate(), delay);
     this.emit('reconnecting', { attempt, delay, code: info.code, reason: info.reason });
   }
 
   private _sessionLost(info: TransportClose): void {
     const unacked = this._session.unacked().map((d) => (typeof d === 'string' ? d : toArrayBuffer(d)));
-    this._log('session ' + this._sid + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
+    if (DEBUG) this._log('session ' + this._sid + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
     this._closeAll();
     this._sid = this._tok = '';
     this._session = this._newSession();
@@ -466,10 +467,13 @@ export class Socket extends EventEmitter<SocketEvents> {
     const avoid = (i: number): boolean => !!this._avoid[i];
     let next = nextUpgrade(link.index, this._tried, avoid);
     if (next < 0) next = nextUpgrade(link.index, -1, avoid);
-    if (next < 0) return this._log('upgrade: every better transport failed here; staying on ' + link.name);
+    if (next < 0) {
+      if (DEBUG) this._log('upgrade: every better transport failed here; staying on ' + link.name);
+      return;
+    }
     this._tried = next;
     const delay = backoffDelay(++this._upgrades, { base: 1000, cap: 60000 }, this._env.random());
-    this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
+    if (DEBUG) this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
     this._timers.later('upgrade', () => {
       if (this._current === link) this._upgradeLink(next, true);
     }, delay);
@@ -488,7 +492,7 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _probed(link: Link): void {
     this._closeLink(link);
-    this._log('upgrade: ' + link.name + ' passed its probe');
+    if (DEBUG) this._log('upgrade: ' + link.name + ' passed its probe');
     if (this._current) this._upgradeLink(link.index, false);
   }
 
@@ -504,7 +508,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._unwake();
     this.state = 'closed';
     this.transport = null;
-    this._log('closed: ' + code + ' ' + reason);
+    if (DEBUG) this._log('closed: ' + code + ' ' + reason);
     this.emit('close', { code, reason, wasClean });
   }
 }

@@ -18,6 +18,8 @@ import type { ServerOptions } from '../../server/options';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BUNDLE = join(ROOT, 'dist', 'cometsocket.iife.min.js');
+/** The development bundle: the same code unminified, with the debug messages. */
+export const DEV_BUNDLE = join(ROOT, 'dist', 'cometsocket.iife.js');
 export const RT_PATH = '/rt';
 
 // ---- the build ---------------------------------------------------------------------------------
@@ -33,7 +35,7 @@ let built = false;
 
 function bundleIsFresh(): boolean {
   const sources = Math.max(newest(join(ROOT, 'src')), newest(join(ROOT, 'transports')), newest(join(ROOT, 'server')));
-  return existsSync(BUNDLE) && statSync(BUNDLE).mtimeMs >= sources;
+  return [BUNDLE, DEV_BUNDLE].every((f) => existsSync(f) && statSync(f).mtimeMs >= sources);
 }
 
 /** One build at a time across the test files (workers) that call ensureBuilt together. */

@@ -137,7 +137,8 @@ interface PageOptions {
 }
 
 /**
- * A page that loads the bundle by script tag and connects to '/rt' when told (`T.go()`),
+ * A page that loads the development bundle (the one with debug messages) by script tag and
+ * connects to '/rt' when told (`T.go()`),
  * recording in `window.T` what the socket does and when (ms since connect()), its debug log
  * included, and what the endpoint's memory held before it connected.
  */
@@ -148,7 +149,7 @@ function proxyPage(o: PageOptions): string {
 <head>
 <meta charset="utf-8">
 <title>cometsocket behind a proxy</title>
-<script src="/rt/cometsocket.min.js"></script>
+<script src="/rt/cometsocket.js"></script>
 </head>
 <body>
 <script>
@@ -242,7 +243,7 @@ async function load(e: Env, b: TestBrowser, path: string, o: PageOptions): Promi
   expect(r.fatal, 'unexpected socket event; page: ' + JSON.stringify(r.summary)).toBeNull();
   const requests = e.proxy.requests
     .slice(mark)
-    .filter((q) => q.url.startsWith('/rt/') && !q.url.startsWith('/rt/cometsocket.min.js'))
+    .filter((q) => q.url.startsWith('/rt/') && !q.url.startsWith('/rt/cometsocket.'))
     .map((q) => (q.upgrade ? 'UPGRADE(' + q.fate + ')' : q.method) + ' ' + q.url);
   return { tab, first: r.first, transport: r.transport, remembered: r.remembered, log: r.log, requests };
 }

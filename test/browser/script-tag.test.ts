@@ -30,6 +30,27 @@ describe('script tag in Chromium', () => {
     expect(t.errors).toEqual([]);
   });
 
+  it('debug: the production bundle says where the messages are, once; the development bundle (/rt/cometsocket.js) writes each decision', async () => {
+    const page = (src: string): string => `<!doctype html><script src="${src}"></script><script>
+      window.L = [];
+      window.S = CometSocket.connect('/rt', { debug: function (m) { window.L.push(m); } });
+    </script>`;
+    const prod = await s.open('/debug-prod.html', page('/rt/cometsocket.min.js'));
+    await waitFor(prod.page, 'window.S.state === "open"', 'the production socket to open', 5000);
+    const dev = await s.open('/debug-dev.html', page('/rt/cometsocket.js'));
+    await waitFor(dev.page, 'window.S.state === "open"', 'the development socket to open', 5000);
+    const prodLog = (await prod.page.evaluate('window.L')) as string[];
+    const devLog = (await dev.page.evaluate('window.L')) as string[];
+    expect(prodLog).toEqual(['debug messages are in the development build, cometsocket.iife.js']);
+    expect(devLog.some((m) => /^[a-z-]+ carries session /.test(m)), 'development log: ' + devLog.join(' | ')).toBe(true);
+    expect(devLog.some((m) => /development build/.test(m))).toBe(false);
+    const [min, full] = await Promise.all(['/cometsocket.min.js', '/cometsocket.js'].map((f) => fetch(s.srv.origin + RT_PATH + f).then((r) => r.text())));
+    expect(min.length, 'the production bundle is the smaller').toBeLessThan(full.length / 2);
+    expect(prod.errors.concat(dev.errors)).toEqual([]);
+    await prod.page.evaluate('window.S.close()');
+    await dev.page.evaluate('window.S.close()');
+  });
+
   it('(a) connect("/rt") uses WebSocket: 1000 messages each way, exactly once, in order', async () => {
     await s.exchange('/a.html', { transports: 'default', sendWhen: 'now' }, 'websocket');
   });
