@@ -109,7 +109,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   // ---- LinkedConnection ---------------------------------------------------------------------
 
   get hasOutput(): boolean {
-    return this.ctrl.length > 0 || this.session.hasOutput || this.closeFrame !== '';
+    return this.ctrl.length > 0 || this.session.hasOutput() || this.closeFrame !== '';
   }
 
   /** Make `link` the transport of this session, the client holding everything up to `ack`. */
@@ -152,7 +152,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       if (data) out = out ? out + '\n' + data : data;
     }
     // The close frame follows every data frame still to be written.
-    if (this.closeFrame && !this.session.hasOutput) {
+    if (this.closeFrame && !this.session.hasOutput()) {
       out = out ? out + '\n' + this.closeFrame : this.closeFrame;
       this.closeFrame = '';
       if (this.state === 'closing') {
@@ -256,8 +256,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   }
 
   private scheduleAck(): void {
-    if (!this.session.ackOwed || !this.link || this.queued) return;
-    if (this.session.ackOwed >= ACK_EVERY) this.link.notify();
+    if (!this.session.ackOwed() || !this.link || this.queued) return;
+    if (this.session.ackOwed() >= ACK_EVERY) this.link.notify();
     else if (!this.ackTimer) {
       this.ackTimer = setTimeout(() => {
         this.ackTimer = undefined;

@@ -50,7 +50,7 @@ interface Entry {
 }
 
 export class Session {
-  // Read-only to callers (plain fields: smaller than getters once compiled to ES5).
+  // Read-only to callers (plain fields and methods: ES5 class getters compile to defineProperty).
   /** Bytes (data frames in their text form) pushed but not yet acknowledged. */
   bufferedBytes = 0;
   /** Highest sequence number written to the current transport. */
@@ -71,17 +71,17 @@ export class Session {
   ) {}
 
   /** Messages pushed but not yet acknowledged. */
-  get bufferedCount(): number {
+  bufferedCount(): number {
     return this._out.length;
   }
 
   /** Messages received but not yet acknowledged to the peer. */
-  get ackOwed(): number {
+  ackOwed(): number {
     return this.receivedSeq - this._ackSent;
   }
 
   /** Whether anything (data or an acknowledgement) is waiting to be written. */
-  get hasOutput(): boolean {
+  hasOutput(): boolean {
     return this._lastSeq > this.writtenSeq || this.receivedSeq > this._ackSent;
   }
 

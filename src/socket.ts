@@ -44,13 +44,14 @@ export class Socket extends EventEmitter<SocketEvents> {
   state: SocketState = 'connecting';
   /** Name of the transport carrying the session now, or null. */
   transport: string | null = null;
+  /** The server's id for the current session ('' before the first open). Read-only. */
+  id = '';
 
   private readonly _o: ResolvedOptions;
   private readonly _env: Env;
   private readonly _list: Transport[];
   private readonly _settings: TransportSettings;
   private _session: Session;
-  private _sid = '';
   private _tok = '';
   private _hb = 0;
   private _hto = 0;
@@ -104,11 +105,6 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._negotiate();
   }
 
-  /** The server's id for the current session ('' before the first open). */
-  get id(): string {
-    return this._sid;
-  }
-
   /** Bytes sent but not yet acknowledged by the server. */
   get bufferedAmount(): number {
     return this._session.bufferedBytes;
@@ -142,7 +138,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (link && link.t) {
       const b = this._session.take(this._lim.batch);
       link.t.sendLast((b ? b + '\n' : '') + bye);
-    } else if (this._sid) {
+    } else if (this.id) {
       // Between transports: tell the server anyway, through the first transport that can say
       // goodbye without being open (an HTTP POST), or it keeps the session until it expires.
       for (let i = 0; i < this._list.length; i++) {
@@ -167,7 +163,7 @@ export class Socket extends EventEmitter<SocketEvents> {
   private _query(open: boolean, link?: Link): string {
     if (link && link.probe) return 'v=' + PROTOCOL_VERSION + '&probe=1';
     const own = link && link.own;
-    const sid = own ? own[0] : this._sid;
+    const sid = own ? own[0] : this.id;
     const tok = own ? own[1] : this._tok;
     const s = sid ? 'sid=' + encodeURIComponent(sid) + '&tok=' + encodeURIComponent(tok) + '&ack=' + this._session.receivedSeq : '';
     return open ? 'v=' + PROTOCOL_VERSION + (s ? '&' + s : '') : s;
@@ -188,7 +184,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     // the first candidate, so a network that blocks WebSocket costs no head start and no failed
     // upgrade round trips; the loser's session is closed when it opens. Only for a new session:
     // two resume handshakes would both attach to the session on the server.
-    if (first < 0 && !this._sid && this._o.parallelFallback && this._race && this._race.headStartOver()) {
+    if (first < 0 && !this.id && this._o.parallelFallback && this._race && this._race.headStartOver()) {
       if (DEBUG) this._log('nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
       this._startNext();
     }
@@ -210,9 +206,9 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _openLink(index: number, upgrade: boolean, probe?: boolean): Link {
     const tr = this._list[index];
-    const link: Link = { t: null, index, name: tr.name, upgrade, probe, sid: this._sid, dead: false };
+    const link: Link = { t: null, index, name: tr.name, upgrade, probe, sid: this.id, dead: false };
     this._links.push(link);
-    if (DEBUG) this._log(probe ? 'upgrade: probe ' + tr.name : (upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this._sid ? ' (resume)' : ' (new session)'));
+    if (DEBUG) this._log(probe ? 'upgrade: probe ' + tr.name : (upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this.id ? ' (resume)' : ' (new session)'));
     try {
       link.t = tr.open(
         this._settings,
@@ -260,7 +256,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (DEBUG) this._log(link.name + ' closed: ' + info.code + ' ' + info.reason);
     // A failed probe cost nothing: the next candidate, or this one later, with backoff.
     if (link.probe) return this._current ? this._scheduleUpgrade() : undefined;
-    if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this._sid) return this._sessionLost(info);
+    if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this.id) return this._sessionLost(info);
     if (link === this._current) {
       this._current = null;
       // An upgrade probe is attaching: the server then ends the old transport (a poll gets 409).
@@ -333,8 +329,8 @@ export class Socket extends EventEmitter<SocketEvents> {
       else if (f.t === 'c') this._onServerClose(link, f.c, f.r, f.ra);
     }
     if (link !== this._current) return;
-    if (this._session.ackOwed >= ACK_EVERY || this._pongOwed) this._flush();
-    else if (this._session.ackOwed && !this._queued && !this._timers.pending('ack')) this._timers.later('ack', () => this._flush(), this._o.ackDelay);
+    if (this._session.ackOwed() >= ACK_EVERY || this._pongOwed) this._flush();
+    else if (this._session.ackOwed() && !this._queued && !this._timers.pending('ack')) this._timers.later('ack', () => this._flush(), this._o.ackDelay);
   }
 
   private _onOpen(link: Link, f: Extract<Frame, { t: 'o' }>): void {
@@ -345,19 +341,19 @@ export class Socket extends EventEmitter<SocketEvents> {
       return this._closeLink(link);
     }
     if (f.v !== PROTOCOL_VERSION) return this._onLinkClosed(link, { code: CloseCode.UnsupportedVersion, reason: 'server speaks protocol ' + f.v });
-    if (!link.sid && this._sid) {
+    if (!link.sid && this.id) {
       // A new session opened by a race loser: tell the server to drop that session.
       link.own = [f.sid, f.tok];
       if (link.t) link.t.sendLast(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'lost the race' }));
       return this._closeLink(link);
     }
-    if (link.sid ? f.sid !== this._sid || !this._session.resume(f.ack, 0) : !this._session.resume(0)) {
+    if (link.sid ? f.sid !== this.id || !this._session.resume(f.ack, 0) : !this._session.resume(0)) {
       return this._onLinkClosed(link, { code: 1002, reason: 'open frame does not match the session' });
     }
     const resumed = !!link.sid;
     const prev = this._current;
     const was = this.state;
-    this._sid = f.sid;
+    this.id = f.sid;
     this._tok = f.tok;
     this._hb = f.hb;
     this._hto = f.hto;
@@ -400,7 +396,7 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   /** After an acknowledgement (an ack frame, or a resume's open frame): 'drain' when half the room is free. */
   private _drained(): void {
-    if (this._full && this._session.bufferedCount * 2 <= this._o.maxBufferedMessages && this._session.bufferedBytes * 2 <= this._o.maxBufferedBytes) {
+    if (this._full && this._session.bufferedCount() * 2 <= this._o.maxBufferedMessages && this._session.bufferedBytes * 2 <= this._o.maxBufferedBytes) {
       this._full = false;
       this.emit('drain');
     }
@@ -411,7 +407,7 @@ export class Socket extends EventEmitter<SocketEvents> {
   private _flush(): void {
     const link = this._current;
     this._timers.cancel('ack');
-    while (link === this._current && link && link.t && link.t.canSend && (this._session.hasOutput || this._pongOwed)) {
+    while (link === this._current && link && link.t && link.t.canSend && (this._session.hasOutput() || this._pongOwed)) {
       let b = this._session.take(this._lim.batch, !!link.t.binary);
       // A pong rides with a text batch; after a binary message it goes in the next round.
       if (this._pongOwed && typeof b === 'string') {
@@ -450,9 +446,9 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _sessionLost(info: TransportClose): void {
     const unacked = this._session.unacked().map((d) => (typeof d === 'string' ? d : toArrayBuffer(d)));
-    if (DEBUG) this._log('session ' + this._sid + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
+    if (DEBUG) this._log('session ' + this.id + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
     this._closeAll();
-    this._sid = this._tok = '';
+    this.id = this._tok = '';
     this._session = this._newSession();
     this.state = 'reconnecting';
     this.emit('session-lost', { unacked, code: info.code, reason: info.reason });

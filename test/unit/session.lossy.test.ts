@@ -124,7 +124,7 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
     const rb = b.s.receivedSeq;
     must(a.s.resume(rb), 'A.resume(B.receivedSeq) refused');
     must(b.s.resume(ra), 'B.resume(A.receivedSeq) refused');
-    must(a.s.ackOwed === 0 && b.s.ackOwed === 0, 'an ack is still owed after the handshake');
+    must(a.s.ackOwed() === 0 && b.s.ackOwed() === 0, 'an ack is still owed after the handshake');
     stats.resumes++;
   }
 
@@ -176,10 +176,10 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
       const peer = peers[1 - i];
       const s = me.s;
       must(s.receivedSeq === me.delivered.length, `${me.name}.receivedSeq ${s.receivedSeq} != delivered ${me.delivered.length}`);
-      must(s.bufferedCount <= lim.maxMessages, `${me.name} buffers ${s.bufferedCount} messages`);
+      must(s.bufferedCount() <= lim.maxMessages, `${me.name} buffers ${s.bufferedCount()} messages`);
       must(s.bufferedBytes <= lim.maxBytes, `${me.name} buffers ${s.bufferedBytes} bytes`);
       const un = s.unacked();
-      must(un.length === s.bufferedCount, 'unacked().length != bufferedCount');
+      must(un.length === s.bufferedCount(), 'unacked().length != bufferedCount');
       const released = me.pushed.length - un.length;
       must(released <= peer.s.receivedSeq, `${me.name} released ${released} messages but ${peer.name} holds ${peer.s.receivedSeq}`);
       let bytes = 0;
@@ -190,7 +190,7 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
         bytes += utf8(encodeFrame(f));
       }
       must(s.bufferedBytes === bytes, `${me.name}.bufferedBytes ${s.bufferedBytes} != ${bytes}`);
-      must(s.ackOwed >= 0, 'negative ackOwed');
+      must(s.ackOwed() >= 0, 'negative ackOwed');
     }
   }
 
@@ -198,7 +198,7 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
     switch (o.k) {
       case 'push': {
         const me = peers[o.side];
-        const before = { count: me.s.bufferedCount, bytes: me.s.bufferedBytes };
+        const before = { count: me.s.bufferedCount(), bytes: me.s.bufferedBytes };
         const seq = me.pushed.length + 1;
         const frame: DataFrame = o.bin ? { t: 'd', s: seq, d: o.d, b: 1 } : { t: 'd', s: seq, d: o.d };
         const size = utf8(encodeFrame(frame));
@@ -214,7 +214,7 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
           me.pushed.push(key(frame));
         }
         if (r < 0) {
-          must(me.s.bufferedCount === before.count && me.s.bufferedBytes === before.bytes, 'a rejected push changed the buffer');
+          must(me.s.bufferedCount() === before.count && me.s.bufferedBytes === before.bytes, 'a rejected push changed the buffer');
         }
         break;
       }
@@ -236,7 +236,7 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
           must(lines.length === 1 || utf8(b) <= max, `a ${lines.length}-frame batch of ${utf8(b)} bytes exceeds ${max}`);
           me.live.push(b);
         } else {
-          must(!me.s.hasOutput, 'take() returned nothing although hasOutput');
+          must(!me.s.hasOutput(), 'take() returned nothing although hasOutput');
         }
         break;
       }
@@ -301,7 +301,7 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
   for (const p of peers) p.stale = [];
   resync();
   let rounds = 0;
-  while (peers[0].s.hasOutput || peers[1].s.hasOutput) {
+  while (peers[0].s.hasOutput() || peers[1].s.hasOutput()) {
     expect(++rounds, 'flush did not converge').toBeLessThan(1000);
     for (const i of [0, 1] as const) {
       const b = peers[i].s.take(200);
@@ -313,10 +313,10 @@ function simulate(lim: SessionLimits, ops: readonly Op[]): Stats {
   expect(b.delivered).toEqual(a.pushed);
   expect(a.delivered).toEqual(b.pushed);
   for (const p of peers) {
-    expect(p.s.bufferedCount).toBe(0);
+    expect(p.s.bufferedCount()).toBe(0);
     expect(p.s.bufferedBytes).toBe(0);
     expect(p.s.unacked()).toEqual([]);
-    expect(p.s.ackOwed).toBe(0);
+    expect(p.s.ackOwed()).toBe(0);
     expect(p.s.take()).toBe('');
   }
   return stats;
