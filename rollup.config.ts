@@ -25,17 +25,26 @@ const ts = (target: string, tsconfig = './tsconfig.browser.json') =>
  */
 const IIFE_MANGLED = /^(_[a-zA-Z].*|receivedSeq|writtenSeq|bufferedBytes|bufferedCount|ackOwed|hasOutput|acked|rewind|limits|maxMessages|maxBytes|headStartOver|failures|started|live|lost|later|pending|cancel|cancelAll|wake)$/;
 
-/** The production IIFE: src/debug.ts says DEBUG = false, so every debug message is dropped. */
-const production: Plugin = {
-  name: 'production',
-  transform(code, id) {
-    if (!/[\\/]src[\\/]debug\.ts$/.test(id)) return null;
-    // The code is already JavaScript here (the TypeScript plugin compiles in its load hook).
-    const out = code.replace(/\bDEBUG(\s*=\s*)true\b/, 'DEBUG$1false');
-    if (out === code) this.error('src/debug.ts no longer declares DEBUG = true');
-    return { code: out, map: null };
-  },
-};
+/**
+ * Sets build constants of src/build.ts for one artefact (e.g. `{ DEBUG: false }`): rollup and
+ * terser then drop the code they switch off.
+ */
+function buildConstants(values: Record<string, boolean>): Plugin {
+  return {
+    name: 'build-constants',
+    transform(code, id) {
+      if (!/[\\/]src[\\/]build\.ts$/.test(id)) return null;
+      // The code is already JavaScript here (the TypeScript plugin compiles in its load hook).
+      let out = code;
+      for (const k in values) {
+        const next = out.replace(new RegExp('\\b(' + k + '\\s*=\\s*)true\\b'), '$1' + values[k]);
+        if (next === out) this.error('src/build.ts no longer declares ' + k + ' = true');
+        out = next;
+      }
+      return { code: out, map: null };
+    },
+  };
+}
 
 /**
  * The IIFE's `tslib`: the one helper its ES5 code needs (`class ... extends`), without static
@@ -75,12 +84,12 @@ const config: RollupOptions[] = [
   {
     // Development: readable, with the debug messages.
     input: 'src/iife.ts',
-    plugins: [es5Helpers, resolve({ browser: true }), cjs(), ts('ES5')],
+    plugins: [buildConstants({ FETCH: false }), es5Helpers, resolve({ browser: true }), cjs(), ts('ES5')],
     output: { file: 'dist/cometsocket.iife.js', format: 'iife', name: 'CometSocket' },
   },
   {
     input: 'src/iife.ts',
-    plugins: [production, es5Helpers, resolve({ browser: true }), cjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
+    plugins: [buildConstants({ FETCH: false, DEBUG: false }), es5Helpers, resolve({ browser: true }), cjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
     output: { file: 'dist/cometsocket.iife.min.js', format: 'iife', name: 'CometSocket' },
   },
   ...(['index', 'server'] as const).map(

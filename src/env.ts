@@ -1,3 +1,5 @@
+import { FETCH } from './build';
+
 /**
  * The environment the client runs in, injectable so that tests fake time and the network, and so
  * the same client runs in a browser and in Node. Everything that touches a global lives here.
@@ -83,7 +85,10 @@ export interface Env {
   page: PageLike | undefined;
   /** Where the transport that worked is remembered (localStorage when the page can use it). */
   storage: { getItem(key: string): string | null; setItem(key: string, value: string): void } | undefined;
-  /** HTTP requests, or undefined when neither XMLHttpRequest nor fetch exists. */
+  /**
+   * HTTP requests: XMLHttpRequest, else fetch (not in the script-tag builds, src/build.ts), else
+   * undefined.
+   */
   request: HttpRequest | undefined;
   /**
    * Calls `fn` when the page may have slept or come back online (visibilitychange, online,
@@ -233,7 +238,6 @@ const WAKE_EVENTS = ['visibilitychange', 'online', 'focus', 'pageshow', 'resume'
 /** The environment read from the host's globals, with `overrides` applied (a key set to undefined removes it). */
 export function defaultEnv(overrides?: Partial<Env>): Env {
   const Xhr = g.XMLHttpRequest as (new () => XhrLike) | undefined;
-  const f = g.fetch as FetchLike | undefined;
   const doc = g.document as { addEventListener?: unknown; removeEventListener?: unknown } | undefined;
   type Target = { addEventListener(t: string, fn: () => void): void; removeEventListener(t: string, fn: () => void): void };
   const targets: Target[] = [];
@@ -250,7 +254,7 @@ export function defaultEnv(overrides?: Partial<Env>): Env {
     EventSource: g.EventSource as Env['EventSource'],
     page: doc && typeof g.addEventListener === 'function' ? (g as unknown as PageLike) : undefined,
     storage: localStore(),
-    request: Xhr ? xhrRequest(Xhr) : f ? fetchRequest(f.bind(g) as FetchLike) : undefined,
+    request: Xhr ? xhrRequest(Xhr) : FETCH && g.fetch ? fetchRequest((g.fetch as FetchLike).bind(g)) : undefined,
     log(m) {
       const c = g.console as { debug(m: string): void } | undefined;
       if (c) c.debug('[cometsocket] ' + m);

@@ -1,5 +1,5 @@
 /** The socket's options, their defaults, and the event map. */
-import { DEBUG } from './debug';
+import { DEBUG } from './build';
 import type { Env, WebSocketConstructor } from './env';
 import type { Transport } from '../transports/types';
 

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { backoffDelay } from './backoff';
 import { CloseCode, isRetryable, isTransient } from './close-codes';
-import { DEBUG } from './debug';
+import { DEBUG } from './build';
 import { defaultEnv, httpUrl, type Env } from './env';
 import { decodeBatch, decodeBinary, encodeFrame, PROTOCOL_VERSION, type Frame, type Limits } from './frame';
 import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports } from './negotiate';
