@@ -89,7 +89,7 @@ const config: RollupOptions[] = [
   },
   {
     input: 'src/iife.ts',
-    plugins: [buildConstants({ FETCH: false, DEBUG: false }), es5Helpers, resolve({ browser: true }), cjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2 }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
+    plugins: [buildConstants({ FETCH: false, DEBUG: false }), es5Helpers, resolve({ browser: true }), cjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2, pure_getters: true }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
     output: { file: 'dist/cometsocket.iife.min.js', format: 'iife', name: 'CometSocket' },
   },
   ...(['index', 'server'] as const).map(
