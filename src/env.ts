@@ -238,6 +238,7 @@ const WAKE_EVENTS = ['visibilitychange', 'online', 'focus', 'pageshow', 'resume'
 /** The environment read from the host's globals, with `overrides` applied (a key set to undefined removes it). */
 export function defaultEnv(overrides?: Partial<Env>): Env {
   const Xhr = g.XMLHttpRequest as (new () => XhrLike) | undefined;
+  const f = FETCH ? (g.fetch as FetchLike | undefined) : undefined;
   const doc = g.document as { addEventListener?: unknown; removeEventListener?: unknown } | undefined;
   type Target = { addEventListener(t: string, fn: () => void): void; removeEventListener(t: string, fn: () => void): void };
   const targets: Target[] = [];
@@ -254,7 +255,7 @@ export function defaultEnv(overrides?: Partial<Env>): Env {
     EventSource: g.EventSource as Env['EventSource'],
     page: doc && typeof g.addEventListener === 'function' ? (g as unknown as PageLike) : undefined,
     storage: localStore(),
-    request: Xhr ? xhrRequest(Xhr) : FETCH && g.fetch ? fetchRequest((g.fetch as FetchLike).bind(g)) : undefined,
+    request: Xhr ? xhrRequest(Xhr) : f ? fetchRequest(f.bind(g) as FetchLike) : undefined,
     log(m) {
       const c = g.console as { debug(m: string): void } | undefined;
       if (c) c.debug('[cometsocket] ' + m);
