@@ -124,34 +124,29 @@ export interface XhrLike {
 const FAILED: HttpResult = { status: 0, body: '', retryAfter: null };
 
 /**
- * Calls `done` once: with the result, or with status 0 after `timeoutMs` (then `abort` runs).
- * A timer of our own: XHR's `timeout` is not honoured by every engine for every state.
+ * Calls `done` once: with the result (`finish`), or with status 0 after `timeoutMs` (then
+ * `abort` runs); `finish(null)` cancels. A timer of our own: XHR's `timeout` is not honoured by
+ * every engine for every state.
  */
-function once(timeoutMs: number, done: (r: HttpResult) => void, abort: () => void): { finish(r: HttpResult): void; cancel(): void } {
+function once(timeoutMs: number, done: (r: HttpResult) => void, abort: () => void): (r: HttpResult | null) => void {
   let finished = false;
+  const finish = (r: HttpResult | null): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    if (r) done(r);
+  };
   const timer = setTimeout(() => {
-    o.finish(FAILED);
+    finish(FAILED);
     abort();
   }, timeoutMs);
-  const o = {
-    finish(r: HttpResult) {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      done(r);
-    },
-    cancel() {
-      finished = true;
-      clearTimeout(timer);
-    },
-  };
-  return o;
+  return finish;
 }
 
 function xhrRequest(Xhr: new () => XhrLike): HttpRequest {
   return (method, url, body, timeoutMs, done) => {
     const x = new Xhr();
-    const { finish, cancel } = once(timeoutMs, done, () => x.abort());
+    const finish = once(timeoutMs, done, () => x.abort());
     x.open(method, url);
     // text/plain keeps the request "simple": no CORS preflight.
     if (body !== null) x.setRequestHeader('Content-Type', 'text/plain;charset=UTF-8');
@@ -167,7 +162,7 @@ function xhrRequest(Xhr: new () => XhrLike): HttpRequest {
     };
     x.send(body);
     return () => {
-      cancel();
+      finish(null);
       x.onreadystatechange = null;
       x.abort();
     };
@@ -183,7 +178,7 @@ function fetchRequest(f: FetchLike): HttpRequest {
   return (method, url, body, timeoutMs, done) => {
     const Ctl = g.AbortController as (new () => { signal: unknown; abort(): void }) | undefined;
     const ctl = Ctl ? new Ctl() : undefined;
-    const { finish, cancel } = once(timeoutMs, done, () => ctl && ctl.abort());
+    const finish = once(timeoutMs, done, () => ctl && ctl.abort());
     f(url, {
       method,
       body,
@@ -198,7 +193,7 @@ function fetchRequest(f: FetchLike): HttpRequest {
       () => finish(FAILED),
     );
     return () => {
-      cancel();
+      finish(null);
       if (ctl) ctl.abort();
     };
   };

@@ -334,19 +334,15 @@ export class Socket extends EventEmitter<SocketEvents> {
   }
 
   private _onOpen(link: Link, f: Extract<Frame, { t: 'o' }>): void {
-    if (this.state === 'closed') {
-      // An attempt that was in flight when the socket closed: close the session it opened.
+    const closed = this.state === 'closed';
+    if (closed || (!link.sid && this.id)) {
+      // An attempt in flight when the socket closed, or a race loser that opened a new session:
+      // tell the server to drop the session it opened.
       link.own = [f.sid, f.tok];
-      if (link.t) link.t.sendLast(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'socket closed' }));
+      if (link.t) link.t.sendLast(encodeFrame({ t: 'c', c: CloseCode.Normal, r: closed ? 'socket closed' : 'lost the race' }));
       return this._closeLink(link);
     }
     if (f.v !== PROTOCOL_VERSION) return this._onLinkClosed(link, { code: CloseCode.UnsupportedVersion, reason: 'server speaks protocol ' + f.v });
-    if (!link.sid && this.id) {
-      // A new session opened by a race loser: tell the server to drop that session.
-      link.own = [f.sid, f.tok];
-      if (link.t) link.t.sendLast(encodeFrame({ t: 'c', c: CloseCode.Normal, r: 'lost the race' }));
-      return this._closeLink(link);
-    }
     if (link.sid ? f.sid !== this.id || !this._session.resume(f.ack, 0) : !this._session.resume(0)) {
       return this._onLinkClosed(link, { code: 1002, reason: 'open frame does not match the session' });
     }

@@ -13,17 +13,18 @@ function open(s: TransportSettings, hooks: TransportHooks, env: Env): ClientTran
   let done = false;
   let opened = false;
   let drainTimer: unknown;
+  /** Stop; `code` 0 is the socket's own close(), which no hook hears of. */
   const end = (code: number, reason: string): void => {
     if (done) return;
     done = true;
     env.clearTimeout(drainTimer);
     detach();
     try {
-      ws.close();
+      ws.close(1000);
     } catch {
-      /* already closing */
+      /* not open yet, or already closing */
     }
-    hooks.closed({ code, reason });
+    if (code) hooks.closed({ code, reason });
   };
   // onerror stays a no-op: the `ws` package throws an 'error' event that nobody listens to
   // (e.g. "closed before the connection was established").
@@ -66,17 +67,7 @@ function open(s: TransportSettings, hooks: TransportHooks, env: Env): ClientTran
       // Closing right after is fine: a WebSocket sends what it buffered before its close frame.
       if (!done && ws.readyState === 1) ws.send(batch);
     },
-    close() {
-      if (done) return;
-      done = true;
-      env.clearTimeout(drainTimer);
-      detach();
-      try {
-        ws.close(1000);
-      } catch {
-        /* not open yet */
-      }
-    },
+    close: () => end(0, ''),
   };
 }
 
