@@ -20,6 +20,11 @@ import type { ClientTransport, Transport, TransportClose, TransportSettings } fr
 const ACK_EVERY = 32;
 const PONG = encodeFrame({ t: 'P' });
 
+/** A debug message. Every call is behind `if (DEBUG)`, so production builds drop it with its strings. */
+function log(o: ResolvedOptions, m: string): void {
+  if (o.log) o.log(m);
+}
+
 /** One transport attempt: racing for the session, probing an upgrade, or carrying the session. */
 interface Link {
   t: ClientTransport | null;
@@ -156,10 +161,6 @@ export class Socket extends EventEmitter<SocketEvents> {
     return new Session({ maxMessages: this._o.maxBufferedMessages, maxBytes: this._o.maxBufferedBytes });
   }
 
-  private _log(m: string): void {
-    if (this._o.log) this._o.log(m);
-  }
-
   private _query(open: boolean, link?: Link): string {
     if (link && link.probe) return 'v=' + PROTOCOL_VERSION + '&probe=1';
     const own = link && link.own;
@@ -175,7 +176,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     // Deferred: the caller of connect() has not attached its listeners yet.
     if (!this._list.length) return this._env.defer(() => this._finish(CloseCode.NoTransport, 'no supported transport', false));
     const first = this._o.rememberFor > 0 ? recall(this._env.storage, this._key(), this._list, this._env.now()) : -1;
-    if (DEBUG && first > 0) this._log('starting with ' + this._list[first].name + ': it worked here last time');
+    if (DEBUG && first > 0) log(this._o, 'starting with ' + this._list[first].name + ': it worked here last time');
     this._order = raceOrder(this._list.length, first);
     this._race = new Race(this._list.length);
     this._timers.later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
@@ -185,7 +186,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     // upgrade round trips; the loser's session is closed when it opens. Only for a new session:
     // two resume handshakes would both attach to the session on the server.
     if (first < 0 && !this.id && this._o.parallelFallback && this._race && this._race.headStartOver()) {
-      if (DEBUG) this._log('nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
+      if (DEBUG) log(this._o, 'nothing remembered for this endpoint: ' + this._list[this._order[1]].name + ' starts alongside');
       this._startNext();
     }
   }
@@ -198,7 +199,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._openLink(this._order[i], false);
     if (this._race === race && race.headStartOver()) {
       this._timers.later('race', () => {
-        if (DEBUG) this._log(name + ': no open frame within its ' + this._o.headStart + ' ms head start; next candidate alongside');
+        if (DEBUG) log(this._o, name + ': no open frame within its ' + this._o.headStart + ' ms head start; next candidate alongside');
         this._startNext();
       }, this._o.headStart);
     }
@@ -208,7 +209,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const tr = this._list[index];
     const link: Link = { t: null, index, name: tr.name, upgrade, probe, sid: this.id, dead: false };
     this._links.push(link);
-    if (DEBUG) this._log(probe ? 'upgrade: probe ' + tr.name : (upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this.id ? ' (resume)' : ' (new session)'));
+    if (DEBUG) log(this._o, probe ? 'upgrade: probe ' + tr.name : (upgrade ? 'upgrade: try ' : 'try ') + tr.name + (this.id ? ' (resume)' : ' (new session)'));
     try {
       link.t = tr.open(
         this._settings,
@@ -253,7 +254,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (link.dead) return;
     this._closeLink(link);
     if (this.state === 'closed') return; // an attempt kept past close() (see _finish)
-    if (DEBUG) this._log(link.name + ' closed: ' + info.code + ' ' + info.reason);
+    if (DEBUG) log(this._o, link.name + ' closed: ' + info.code + ' ' + info.reason);
     // A failed probe cost nothing: the next candidate, or this one later, with backoff.
     if (link.probe) return this._current ? this._scheduleUpgrade() : undefined;
     if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this.id) return this._sessionLost(info);
@@ -269,7 +270,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       // The server had moved the session to the probe (the old transport then died): probing this
       // transport again would cost a reconnect each time, so this socket leaves it alone.
       this._avoid[link.index] = true;
-      if (DEBUG) this._log('upgrade: ' + link.name + ' took the session but failed (' + info.reason + '); not probed again');
+      if (DEBUG) log(this._o, 'upgrade: ' + link.name + ' took the session but failed (' + info.reason + '); not probed again');
       return this._lost(info);
     }
     const race = this._race;
@@ -279,8 +280,9 @@ export class Socket extends EventEmitter<SocketEvents> {
     else if (now) this._startNext();
   }
 
+  /** No candidate opened: the last one failed with `info`, or the connect timeout ran out. */
   private _raceLost(info: TransportClose): void {
-    if (DEBUG) this._log('no transport opened: ' + info.reason);
+    if (DEBUG) log(this._o, 'no transport opened: ' + info.reason);
     this._lost(info);
   }
 
@@ -365,8 +367,8 @@ export class Socket extends EventEmitter<SocketEvents> {
       if (!l.upgrade && !l.probe && l.sid === (resumed ? f.sid : '')) this._keepUntilOpen(l);
     }
     this._closeAll();
-    if (DEBUG && prev) this._log('moved from ' + prev.name + ' to ' + link.name);
-    if (DEBUG) this._log(link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
+    if (DEBUG && prev) log(this._o, 'moved from ' + prev.name + ' to ' + link.name);
+    if (DEBUG) log(this._o, link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
     this._current = link;
     this._attempt = 0;
     this._tried = -1;
@@ -435,14 +437,14 @@ export class Socket extends EventEmitter<SocketEvents> {
     }
     const delay = Math.max(backoffDelay(attempt, { base: this._o.backoffBase, cap: this._o.backoffCap }, this._env.random()), info.retryAfter || 0);
     this.state = 'reconnecting';
-    if (DEBUG) this._log('reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
+    if (DEBUG) log(this._o, 'reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
     this._timers.later('retry', () => this._negotiate(), delay);
     this.emit('reconnecting', { attempt, delay, code: info.code, reason: info.reason });
   }
 
   private _sessionLost(info: TransportClose): void {
     const unacked = this._session.unacked().map((d) => (typeof d === 'string' ? d : toArrayBuffer(d)));
-    if (DEBUG) this._log('session ' + this.id + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
+    if (DEBUG) log(this._o, 'session ' + this.id + ' lost: ' + info.reason + '; ' + unacked.length + ' unacknowledged');
     this._closeAll();
     this.id = this._tok = '';
     this._session = this._newSession();
@@ -460,12 +462,12 @@ export class Socket extends EventEmitter<SocketEvents> {
     let next = nextUpgrade(link.index, this._tried, avoid);
     if (next < 0) next = nextUpgrade(link.index, -1, avoid);
     if (next < 0) {
-      if (DEBUG) this._log('upgrade: every better transport failed here; staying on ' + link.name);
+      if (DEBUG) log(this._o, 'upgrade: every better transport failed here; staying on ' + link.name);
       return;
     }
     this._tried = next;
     const delay = backoffDelay(++this._upgrades, { base: 1000, cap: 60000 }, this._env.random());
-    if (DEBUG) this._log('upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
+    if (DEBUG) log(this._o, 'upgrade: will try ' + this._list[next].name + ' in ' + delay + ' ms');
     this._timers.later('upgrade', () => {
       if (this._current === link) this._upgradeLink(next, true);
     }, delay);
@@ -484,7 +486,7 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   private _probed(link: Link): void {
     this._closeLink(link);
-    if (DEBUG) this._log('upgrade: ' + link.name + ' passed its probe');
+    if (DEBUG) log(this._o, 'upgrade: ' + link.name + ' passed its probe');
     if (this._current) this._upgradeLink(link.index, false);
   }
 
@@ -500,7 +502,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._unwake();
     this.state = 'closed';
     this.transport = null;
-    if (DEBUG) this._log('closed: ' + code + ' ' + reason);
+    if (DEBUG) log(this._o, 'closed: ' + code + ' ' + reason);
     this.emit('close', { code, reason, wasClean });
   }
 }
