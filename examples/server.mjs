@@ -31,14 +31,16 @@ rt.on('connection', (conn) => {
     if (typeof data !== 'string' || data.length > 2000) return;
     rt.broadcast(JSON.stringify({ type: 'chat', name, text: data }));
   });
-  conn.on('transport', (t) => console.log(`${name} is on ${t}`));
+  console.log(`${name} is on ${conn.transport}`);
+  conn.on('transport', (t) => console.log(`${name} moved to ${t}`));
   conn.on('close', (code, reason) => {
     console.log(`${name} left (${code} ${reason})`);
     rt.broadcast(JSON.stringify({ type: 'left', name, online: rt.connections().length }));
   });
 });
 
-http.listen(port, host, () => console.log(`cometsocket demo on http://localhost:${port}  (Ctrl+C to stop)`));
+// PORT=0 takes a free port: the line below says which.
+http.listen(port, host, () => console.log(`cometsocket demo on http://localhost:${http.address().port}  (Ctrl+C to stop)`));
 const stop = () => rt.close(() => http.close(() => process.exit(0)));
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
