@@ -226,7 +226,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
 
   fail(r: Refusal): Refusal {
     this.end(r.code, r.reason, true);
-    return r;
+    return { ...r, ended: true };
   }
 
   // ---- liveness, called by the server's sweep ---------------------------------------------------

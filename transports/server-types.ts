@@ -13,6 +13,11 @@ export interface Refusal {
   reason: string;
   /** Seconds, for Retry-After. */
   retryAfter?: number;
+  /**
+   * The session ended with this refusal (Connection.fail): its close frame, the session's last,
+   * already goes out through the session's transport, so a WebSocket must not write it again.
+   */
+  ended?: boolean;
 }
 
 /** One transport attached to a connection. */

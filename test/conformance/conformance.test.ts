@@ -16,9 +16,6 @@ const FOREIGN = 'http://elsewhere.conformance.test';
  * or PROTOCOL.md is changed to agree.
  */
 const KNOWN_DEVIATIONS: Record<string, string> = {
-  // After a malformed frame or a frame over lim.payload on WebSocket, Connection.end() writes the
-  // close frame through the link and WsLink.refuse() writes it again before closing.
-  'ws-close-frame-repeated': 'the close frame after a 4400/4413 on WebSocket is written twice',
   // sse and iframe-streaming answer refusals of a GET (bad version, unknown session, foreign po)
   // with 200 and the close frame inside the stream (HttpFormat.refuseInBody); PROTOCOL.md gives
   // the HTTP status of the table for every refusal.

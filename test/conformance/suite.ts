@@ -115,10 +115,7 @@ async function expectWsClosedWith(io: Io, c: WsClient, from: number, code: numbe
   if (!closes.length) fail(what + ': the frames before the socket closed', 'a close frame {"t":"c","c":' + code + '}', frames.map((f) => f.frame), section);
   const cf = closes[0].frame as CloseFrame;
   if (cf.c !== code) fail(what + ': the close frame', 'c=' + code, cf, section);
-  const tail = frames.slice(frames.indexOf(closes[0]) + 1).map((f) => f.frame);
-  if (tail.length && tail.every((f) => f.t === 'c' && f.c === cf.c && f.r === cf.r)) {
-    io.deviation('ws-close-frame-repeated', 'the close frame ' + cf.c + ' of a refused WebSocket message was written ' + (tail.length + 1) + ' times; PROTOCOL.md "Close": it is the session\'s last frame, then the socket closes with its code');
-  } else if (closes.length > 1 || frames[frames.length - 1].frame.t !== 'c') {
+  if (closes.length > 1 || frames[frames.length - 1].frame.t !== 'c') {
     fail(what + ': frames after the close frame (the session\'s last frame)', 'none', frames.slice(frames.indexOf(closes[0])).map((f) => f.frame), 'Close');
   }
   if (closed.code !== code) fail(what + ': the WebSocket close code', code + ' (the close frame\'s code)', closed.code + (closed.reason ? ' ' + JSON.stringify(closed.reason) : ''), 'Close');

@@ -73,7 +73,10 @@ export function webSocketServer(): ServerTransport {
         ws.on('message', (data, isBinary) => {
           // binaryType 'nodebuffer' (the default): one Buffer per message.
           const r = conn.receive(isBinary ? (data as Buffer) : data.toString());
-          if (r) link.refuse(r);
+          // A refusal that ended the session (Connection.fail) has its close frame written through
+          // the session's transport already; one that did not (a sequence gap: resume) ends this
+          // socket with its close frame.
+          if (r && !r.ended) link.refuse(r);
         });
         ws.on('close', () => conn.detach(link));
         link.notify();
