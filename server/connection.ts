@@ -231,8 +231,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
 
   // ---- liveness, called by the server's sweep ---------------------------------------------------
 
-  /** Heartbeat and expiry, against the clock. */
-  tick(now: number): void {
+  /**
+   * Heartbeat and expiry, against the clock. `sweepEvery`: ms until the next call; a ping due
+   * before then goes now, so pings are never more than pingInterval apart.
+   */
+  tick(now: number, sweepEvery = 0): void {
     const o = this.o;
     const link = this.link;
     if (this.state === 'closing') {
@@ -245,7 +248,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       if (now - this.lastSeen > o.pingInterval + o.pingTimeout) {
         this.detach(link);
         link.end(-1);
-      } else if (now - this.lastPing >= o.pingInterval) {
+      } else if (now - this.lastPing >= o.pingInterval - sweepEvery) {
         this.lastPing = now;
         this.ctrl.push(PING);
         link.notify();

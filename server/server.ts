@@ -58,10 +58,13 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     this.options = resolveServerOptions(options);
     this.store = options.store || new MemoryStore();
     for (const t of options.transports || [webSocketServer(), sseServer(), xhrStreamingServer(), iframeStreamingServer(), longPollingServer(), shortPollingServer()]) this.transports.set(t.name, t);
+    // Heartbeats and expiry run on one sweep; a ping due before the next sweep goes now, so the
+    // gap between pings never exceeds pingInterval (PROTOCOL.md, "Heartbeat").
+    const every = Math.min(1000, Math.max(10, this.options.pingInterval / 4));
     this.sweep = setInterval(() => {
       const now = Date.now();
-      for (const c of Array.from(this.store.values())) c.tick(now);
-    }, Math.min(1000, Math.max(10, this.options.pingInterval / 4)));
+      for (const c of Array.from(this.store.values())) c.tick(now, every);
+    }, every);
     this.sweep.unref();
   }
 

@@ -20,9 +20,6 @@ const KNOWN_DEVIATIONS: Record<string, string> = {
   // with 200 and the close frame inside the stream (HttpFormat.refuseInBody); PROTOCOL.md gives
   // the HTTP status of the table for every refusal.
   'refusal-in-body': 'sse and iframe-streaming refusals are 200 with the close frame in the stream',
-  // The sweep that writes pings runs every min(1000, pingInterval / 4) ms, so a ping may come that
-  // much later than hb.
-  'ping-later-than-hb': 'pings come up to one sweep period later than hb',
 };
 
 let rt: RtServer;
