@@ -12,7 +12,7 @@ import { Probe } from './probe';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options';
 import { CLIENT_FILES, serveClient } from './serve-client';
 import { MemoryStore, type SessionStore } from './store';
-import { NO_CACHE, refuse } from '../transports/http-server';
+import { closeFrame, NO_CACHE, refuse } from '../transports/http-server';
 import { iframeStreamingServer } from '../transports/iframe-streaming/server';
 import { longPollingServer } from '../transports/long-polling/server';
 import { shortPollingServer } from '../transports/short-polling/server';
@@ -139,8 +139,14 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
       res.setHeader('Access-Control-Expose-Headers', 'Retry-After');
       res.setHeader('Vary', 'Origin');
       if (!this.originAllowed(origin, req)) {
-        req.resume();
-        refuse(res, { status: 403, code: 4403, reason: 'origin not allowed' });
+        const r = { status: 403, code: 4403, reason: 'origin not allowed' };
+        const t = this.transports.get(name);
+        // An EventSource cannot read a status: sse answers in its stream, so the page learns 4403.
+        if (t && t.refuseRequest) t.refuseRequest(req, res, query, r);
+        else {
+          req.resume();
+          refuse(res, r);
+        }
         return true;
       }
     }
@@ -149,14 +155,16 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
       res.end();
       return true;
     }
-    if (this.options.serveClient && Object.prototype.hasOwnProperty.call(CLIENT_FILES, name)) {
-      serveClient(name, req, res);
+    if (Object.prototype.hasOwnProperty.call(CLIENT_FILES, name)) {
+      if (this.options.serveClient) serveClient(name, req, res);
+      else refuse(res, { status: 404, code: 4400, reason: 'the browser bundle is not served here (serveClient: false)' });
       return true;
     }
     const t = this.transports.get(name);
     if (!t || !t.request) {
       req.resume();
-      refuse(res, { status: 404, code: 4400, reason: 'unknown transport ' + name });
+      // Not 404: a client resuming on a transport this server leaves out must not take it for a lost session.
+      refuse(res, { status: 501, code: 4501, reason: 'transport not offered: ' + name });
     } else t.request(req, res, query, this);
     return true;
   }
@@ -168,7 +176,9 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     const [name, query] = route;
     const t = this.transports.get(name);
     if (!t || !t.upgrade) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      const body = closeFrame({ status: 501, code: 4501, reason: 'transport not offered: ' + name });
+      const headers = Object.entries(NO_CACHE).map(([k, v]) => k + ': ' + v + '\r\n').join('');
+      socket.end('HTTP/1.1 501 Not Implemented\r\nConnection: close\r\n' + headers + 'Content-Type: text/plain; charset=UTF-8\r\nContent-Length: ' + Buffer.byteLength(body) + '\r\n\r\n' + body);
       return true;
     }
     const origin = req.headers.origin;

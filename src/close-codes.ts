@@ -32,6 +32,8 @@ export const CloseCode = {
   Overloaded: 4429,
   /** The peer stopped reading and its buffer passed the limit. */
   BufferOverflow: 4507,
+  /** The server does not offer this transport (HTTP 501): the client tries another. */
+  TransportUnavailable: 4501,
   /** Local: the protocol version is not supported by the server. */
   UnsupportedVersion: 4505,
   /** Local: reconnection gave up (max attempts reached or `shouldRetry` said no). */

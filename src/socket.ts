@@ -71,8 +71,9 @@ export class Socket extends EventEmitter<SocketEvents> {
   /** Race order: candidate indexes, what worked last time first. */
   private _order: number[] = [];
   /**
-   * Candidates whose upgrade probe took the session on the server and then failed (e.g. a stream
-   * behind a proxy that buffers it): not probed again by this socket, as each try costs a reconnect.
+   * Candidates not probed again by this socket: those the server does not offer (4501), and those
+   * whose upgrade probe took the session and then failed (e.g. a stream behind a proxy that
+   * buffers it), as each such try costs a reconnect.
    */
   private _avoid: Record<number, boolean> = {};
   private _lastHeard = 0;
@@ -255,6 +256,8 @@ export class Socket extends EventEmitter<SocketEvents> {
     this._closeLink(link);
     if (this.state === 'closed') return; // an attempt kept past close() (see _finish)
     if (DEBUG) log(this._o, link.name + ' closed: ' + info.code + ' ' + info.reason);
+    // A transport the server leaves out is not tried again by this socket.
+    if (info.code === CloseCode.TransportUnavailable) this._avoid[link.index] = true;
     // A failed probe cost nothing: the next candidate, or this one later, with backoff.
     if (link.probe) return this._current ? this._scheduleUpgrade() : undefined;
     if (info.code === CloseCode.UnknownSession && link.sid && link.sid === this.id) return this._sessionLost(info);

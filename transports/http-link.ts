@@ -157,6 +157,10 @@ export function httpTransport(name: string, format: HttpFormat, mode: HttpMode):
       }
       get(name, format, mode, req, res, query, hub);
     },
+    refuseRequest(req, res, query, r) {
+      req.resume();
+      (req.method === 'GET' && format.refuseInBody ? refuseInBody(format, query) : refuseWithStatus)(res, r);
+    },
   };
 }
 

@@ -6,21 +6,13 @@
 import type { Env, HttpResult } from '../src/env';
 import { endpoint, type ClientTransport, type Transport, type TransportClose, type TransportHooks, type TransportSettings } from './types';
 
-const STATUS_CODES: Record<number, number> = {
-  400: 4400,
-  403: 4403,
-  405: 4400,
-  404: 4404,
-  409: 4409,
-  413: 4413,
-  429: 4429,
-  503: 4429,
-  507: 4507,
-};
+/** Statuses whose close code mirrors them (4000 + status); 405 reads as 400, 503 as 429. */
+const MIRRORED = [400, 403, 404, 409, 413, 429, 501, 507];
 
 /** The close a failed HTTP request means. Status 0 is a network failure; 5xx and unknown statuses are transient. */
 export function httpClose(r: HttpResult, what: string): TransportClose {
-  const code = STATUS_CODES[r.status] || 1006;
+  const status = r.status === 405 ? 400 : r.status === 503 ? 429 : r.status;
+  const code = MIRRORED.indexOf(status) >= 0 ? 4000 + status : 1006;
   const info: TransportClose = { code, reason: what + (r.status ? ' answered HTTP ' + r.status : ' failed') };
   if (r.retryAfter) {
     const secs = parseFloat(r.retryAfter);

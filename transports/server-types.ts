@@ -82,6 +82,11 @@ export interface ServerTransport {
   request?(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, hub: TransportHub): void;
   /** An HTTP upgrade. */
   upgrade?(req: IncomingMessage, socket: Duplex, head: Buffer, query: URLSearchParams, hub: TransportHub): void;
+  /**
+   * A request the server refuses before the transport sees it (a foreign Origin): answer `r` in a
+   * way the client can read (sse and iframe-streaming GETs: in the body, PROTOCOL.md "Close").
+   */
+  refuseRequest?(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, r: Refusal): void;
   /** An upgrade the server refuses (a foreign Origin): tell the client `r` in a way it can read. */
   refuseUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer, r: Refusal): void;
   /** Release what the transport holds (called when the server closes). */

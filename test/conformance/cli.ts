@@ -1,11 +1,10 @@
 /**
  * Run the conformance suite against a server:
  *
- *   npm run conformance -- http://127.0.0.1:8080/rt [--origin O] [--foreign-origin F] [--slow] [--strict] [--only TEXT] [--timeout MS]
+ *   npm run conformance -- http://127.0.0.1:8080/rt [--origin O] [--foreign-origin F] [--slow] [--only TEXT] [--timeout MS]
  *
  * The server must echo every message it receives on the same session and send nothing else
- * (PROTOCOL.md, "Conformance suite"). Prints one line per check and exits 1 on any failure (with
- * --strict, also on any deviation: a departure from PROTOCOL.md a check tolerates).
+ * (PROTOCOL.md, "Conformance suite"). Prints one line per check and exits 1 on any failure.
  */
 import { checks, runCheck, type Result, type Target } from './suite';
 
@@ -15,16 +14,14 @@ const USAGE = `usage: npm run conformance -- <endpoint URL> [options]
   --origin O              an Origin the server accepts (sent on every request; iframe-streaming's po)
   --foreign-origin F      an Origin the server must refuse (the Origin check is skipped without it)
   --slow                  also run the checks that wait on the server's hb and hto
-  --strict                also fail on deviations (departures from PROTOCOL.md that checks tolerate)
   --only TEXT             run only the checks whose section or name contains TEXT
   --timeout MS            bound of requests and waits that do not depend on the heartbeat (default 5000)
 `;
 
-function parse(argv: string[]): { target: Target; slow: boolean; strict: boolean; only: string | null } {
+function parse(argv: string[]): { target: Target; slow: boolean; only: string | null } {
   let url: string | null = null;
   const target: Partial<Target> = {};
   let slow = false;
-  let strict = false;
   let only: string | null = null;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -36,7 +33,6 @@ function parse(argv: string[]): { target: Target; slow: boolean; strict: boolean
     if (a === '--origin') target.origin = value();
     else if (a === '--foreign-origin') target.foreignOrigin = value();
     else if (a === '--slow') slow = true;
-    else if (a === '--strict') strict = true;
     else if (a === '--only') only = value().toLowerCase();
     else if (a === '--timeout') target.timeoutMs = Number(value());
     else if (a === '-h' || a === '--help') {
@@ -50,7 +46,7 @@ function parse(argv: string[]): { target: Target; slow: boolean; strict: boolean
   const u = new URL(url);
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('the endpoint URL must be http: or https:');
   if (target.timeoutMs !== undefined && !(target.timeoutMs > 0)) throw new Error('--timeout must be a positive number of ms');
-  return { target: { ...target, url }, slow, strict, only };
+  return { target: { ...target, url }, slow, only };
 }
 
 async function main(): Promise<number> {
@@ -67,16 +63,14 @@ async function main(): Promise<number> {
   for (const c of selected) {
     const r = await runCheck(c, opts.target, { slow: opts.slow });
     results.push(r);
-    const tag = r.status === 'ok' ? (r.deviations.length ? 'DEVIATE' : 'ok     ') : r.status === 'fail' ? 'FAIL   ' : 'skipped';
+    const tag = r.status === 'ok' ? 'ok     ' : r.status === 'fail' ? 'FAIL   ' : 'skipped';
     const time = r.status === 'skip' && r.ms === 0 ? '' : ' (' + r.ms + ' ms)';
     process.stdout.write(tag + ' ' + c.section + ': ' + c.name + time + '\n');
     if (r.message) process.stdout.write('        ' + (r.status === 'ok' ? 'note: ' : '') + r.message + '\n');
-    for (const d of r.deviations) process.stdout.write('        deviation [' + d.key + ']: ' + d.message + '\n');
   }
   const count = (s: Result['status']): number => results.filter((r) => r.status === s).length;
-  const deviating = results.filter((r) => r.deviations.length).length;
-  process.stdout.write('\n' + count('ok') + ' ok (' + deviating + ' with deviations), ' + count('fail') + ' failed, ' + count('skip') + ' skipped\n');
-  return count('fail') || (opts.strict && deviating) ? 1 : 0;
+  process.stdout.write('\n' + count('ok') + ' ok, ' + count('fail') + ' failed, ' + count('skip') + ' skipped\n');
+  return count('fail') ? 1 : 0;
 }
 
 main().then(

@@ -43,32 +43,19 @@ export interface Target {
 
 export type Payload = string | Buffer;
 
-/**
- * A departure from PROTOCOL.md that a check tolerates rather than fails, named by a stable key so
- * that a runner can decide (the CLI prints them and fails on them with --strict; the reference
- * server's test allows only the ones it lists).
- */
-export interface Deviation {
-  key: string;
-  message: string;
-}
+/** The stream id (`i`) of every iframe-streaming GET the suite makes. */
+export const IFRAME_ID = 'conf_1';
 
 /** Per-check context: the target, and a scope that closes every request, socket and session. */
 export class Io {
   readonly scope = new Scope();
   readonly base: string;
-  readonly deviations: Deviation[] = [];
   constructor(readonly target: Target) {
     this.base = target.url.replace(/\/+$/, '');
   }
 
   get ms(): number {
     return this.target.timeoutMs ?? 5000;
-  }
-
-  /** Record a tolerated departure from PROTOCOL.md (each distinct one once). */
-  deviation(key: string, message: string): void {
-    if (!this.deviations.some((d) => d.key === key && d.message === message)) this.deviations.push({ key, message });
   }
 
   url(transport: string, query: string): string {
@@ -82,7 +69,7 @@ export class Io {
 
   /** Extra query a transport's GETs need (iframe-streaming: the stream id and the page origin). */
   getExtra(transport: string, po = this.pageOrigin): string {
-    return transport === 'iframe-streaming' ? '&i=conf_1&po=' + encodeURIComponent(po) : '';
+    return transport === 'iframe-streaming' ? '&i=' + IFRAME_ID + '&po=' + encodeURIComponent(po) : '';
   }
 
   /** Headers with the accepted Origin (or `origin`; null for none). */
@@ -118,6 +105,15 @@ export async function withIo<T>(target: Target, fn: (io: Io) => Promise<T>): Pro
   } finally {
     await io.scope.close();
   }
+}
+
+/**
+ * A handshake answered with this status means the server does not offer the transport: 501 (with
+ * close frame 4501) is what PROTOCOL.md "Close" specifies; 404 is still taken from servers that
+ * predate it.
+ */
+export function notOffered(status: number): boolean {
+  return status === 501 || status === 404;
 }
 
 // ---- open frames ---------------------------------------------------------------------------------
@@ -293,7 +289,7 @@ export class HttpSession extends ClientSession {
     let frames: ServerFrame[];
     if (transport === 'long-polling' || transport === 'short-polling') {
       const r = await io.http('GET', url);
-      if (r.status === 404 && !resume) throw new CheckSkipped(transport + ' is not offered (handshake answered 404)');
+      if (notOffered(r.status) && !resume) throw new CheckSkipped(transport + ' is not offered (handshake answered ' + r.status + ')');
       if (r.status !== 200) fail(where, 'HTTP 200 and an open frame', { status: r.status, body: r.body }, 'HTTP transports');
       checkHeaders(r.headers, transport, where);
       frames = parseBatch(r.body, 'HTTP transports');
@@ -301,7 +297,10 @@ export class HttpSession extends ClientSession {
       const st = io.stream(url);
       s.stream = st;
       await st.responded(io.ms);
-      if (st.status === 404 && !resume) throw new CheckSkipped(transport + ' is not offered (handshake answered 404)');
+      if (notOffered(st.status) && !resume) {
+        st.abort();
+        throw new CheckSkipped(transport + ' is not offered (handshake answered ' + st.status + ')');
+      }
       if (st.status !== 200) {
         await waitDone(st, io.ms);
         fail(where, 'HTTP 200 and an open frame', { status: st.status, body: st.text }, 'HTTP transports');

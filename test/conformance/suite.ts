@@ -13,10 +13,11 @@ import {
   expectServing,
   expectSessionGone,
   HttpSession,
+  IFRAME_ID,
   isId128,
+  notOffered,
   withIo,
   WsSession,
-  type Deviation,
   type Io,
   type Payload,
   type Target,
@@ -45,7 +46,7 @@ import {
   type WsClient,
 } from './wire';
 
-export type { Deviation, Target } from './session';
+export type { Target } from './session';
 export { CheckFailed, CheckSkipped } from './wire';
 
 export interface Check {
@@ -63,8 +64,6 @@ export interface Check {
 export interface Report {
   /** Something worth printing (timings, which form the server chose). */
   note?: string;
-  /** Departures from PROTOCOL.md the check tolerated. */
-  deviations: Deviation[];
 }
 
 const SEQ = 'Sessions, sequence numbers and acknowledgements';
@@ -78,7 +77,7 @@ function check(section: string, name: string, body: (io: Io) => Promise<void | s
     run: (t) =>
       withIo(t, async (io) => {
         const note = await body(io);
-        return { note: note || undefined, deviations: io.deviations };
+        return { note: note || undefined };
       }),
   };
 }
@@ -121,20 +120,49 @@ async function expectWsClosedWith(io: Io, c: WsClient, from: number, code: numbe
   if (closed.code !== code) fail(what + ': the WebSocket close code', code + ' (the close frame\'s code)', closed.code + (closed.reason ? ' ' + JSON.stringify(closed.reason) : ''), 'Close');
 }
 
+/** How sse and iframe-streaming end a stream (PROTOCOL.md "Transports"). */
+const END_MARKER = { sse: 'an "event: end" event', 'iframe-streaming': '<script>p(null)</script>' } as const;
+
 /**
- * Expect a refusal of a GET on `transport`: the HTTP status and a body that is one close frame
- * (PROTOCOL.md "Close"). sse and iframe-streaming clients cannot read a status; a server that
- * answers them 200 with the close frame as the stream's only batch is recorded as a deviation.
+ * An iframe-streaming document's prelude (PROTOCOL.md "iframe-streaming"): it defines p() with
+ * postMessage aimed at exactly `po` (never "*"), carries the stream id and 2,048 bytes of padding.
  */
-function expectGetRefusal(io: Io, transport: HttpTransport, r: HttpResponse, status: number, code: number, what: string, section: string): void {
-  if (r.status === 200 && (transport === 'sse' || transport === 'iframe-streaming')) {
-    equal(what + ': Content-Type of a refusal written into the stream', mediaType(r.headers['content-type']), CONTENT_TYPE[transport], 'Transports');
-    const frames = parseBody(transport, r.body, true).batches.flatMap((b) => parseBatch(b.text, 'Transports'));
-    if (frames.length !== 1 || frames[0].t !== 'c' || frames[0].c !== code) fail(what, 'HTTP ' + status + ' and close frame ' + code + ' (or a stream carrying only that close frame)', { status: r.status, body: r.body.slice(-300) }, section);
-    io.deviation('refusal-in-body', transport + ' answers a refusal with HTTP 200 and close frame ' + code + ' inside the ' + (transport === 'sse' ? 'event stream' : 'document') + '; PROTOCOL.md "Close" / "HTTP status codes": HTTP ' + status + ' and a body that is one close frame');
+function checkIframePrelude(pre: string, po: string, what: string): void {
+  ensure(pre.indexOf('postMessage') >= 0, what + ': the iframe-streaming prelude does not call postMessage: ' + show(pre.slice(0, 300)), 'Transports');
+  ensure(pre.indexOf(po) >= 0, what + ': the iframe-streaming prelude does not name po (' + po + ') as the postMessage target: ' + show(pre.slice(0, 300)), 'Transports');
+  if (/postMessage\s*\([^;]*,\s*(["'])\*\1\s*\)/.test(pre)) fail(what + ': the postMessage target of the iframe-streaming prelude', 'exactly po (' + po + ')', '"*"', 'Transports');
+  ensure(pre.indexOf(IFRAME_ID) >= 0, what + ': the iframe-streaming prelude does not carry the stream id i (' + IFRAME_ID + ')', 'Transports');
+  if (Buffer.byteLength(pre) < 2048) fail(what + ': the iframe-streaming prelude', 'at least 2,048 bytes (padding)', Buffer.byteLength(pre) + ' bytes', 'Transports');
+}
+
+/**
+ * Expect a refusal of a GET on `transport` (PROTOCOL.md "Close"), with `Cache-Control: no-store,
+ * ...` as on every response. The polling transports and xhr-streaming: the HTTP status of the
+ * table and a body that is one close frame `code`. sse and iframe-streaming, whose page cannot
+ * read the status of a GET: 200 and their usual framing (text/event-stream; a text/html document
+ * whose prelude posts to `po`), the close frame as the stream's only batch, then the end marker.
+ */
+function expectGetRefusal(io: Io, transport: HttpTransport, r: HttpResponse, status: number, code: number, what: string, section: string, po = io.pageOrigin): void {
+  checkNoStore(r.headers, what);
+  if (transport !== 'sse' && transport !== 'iframe-streaming') {
+    expectRefusal(r, status, code, what, section);
     return;
   }
-  expectRefusal(r, status, code, what, section);
+  const end = END_MARKER[transport];
+  const form = transport === 'sse' ? 'a text/event-stream' : 'a text/html document';
+  if (r.status !== 200) {
+    fail(what, 'HTTP 200 and ' + form + ' whose only batch is close frame ' + code + ', then ' + end + ' (the page cannot read the status of this GET, so not HTTP ' + status + ')', { status: r.status, body: r.body.slice(0, 300) }, 'Close');
+  }
+  equal(what + ': Content-Type of a refusal in the stream', mediaType(r.headers['content-type']), CONTENT_TYPE[transport], 'Transports');
+  const body = parseBody(transport, r.body, true);
+  if (transport === 'iframe-streaming') checkIframePrelude(body.prelude, po, what);
+  const frames = body.batches.flatMap((b) => parseBatch(b.text, 'Close'));
+  if (body.batches.length !== 1 || frames.length !== 1 || frames[0].t !== 'c') {
+    fail(what + ': the batches of a refusal in the stream', 'exactly one, the close frame ' + code, body.batches.map((b) => b.text), 'Close');
+  }
+  if (frames[0].c !== code) fail(what + ': the close code in the stream', String(code), frames[0], section);
+  if (!body.endMarker) fail(what + ': the end of the refused stream', end + ' after the close frame', r.body.slice(-200), 'Close');
+  if (body.endAfter !== 1) fail(what + ': ' + end, 'right after the close frame', 'before it: ' + show(r.body.slice(-300)), 'Close');
 }
 
 /** A data frame line of exactly `n` UTF-8 bytes, more bytes than characters. */
@@ -150,7 +178,10 @@ function randomId(): string {
   return randomBytes(16).toString('base64url');
 }
 
-/** Whether the server offers `transport` (its handshake is not answered 404); the probe session is closed. */
+/**
+ * Whether the server offers `transport`: its handshake is not answered 501 (PROTOCOL.md "Close";
+ * 404 from servers that predate it); the probe session is closed.
+ */
 async function offered(io: Io, transport: HttpTransport): Promise<boolean> {
   try {
     const s = await HttpSession.handshake(io, transport);
@@ -203,12 +234,7 @@ const handshakes: Check[] = [
   }),
   check('Handshake', 'iframe-streaming: text/html, a prelude defining p() with postMessage to po and 2,048 bytes of padding, then <script>p("...")</script>', async (io) => {
     const s = await HttpSession.handshake(io, 'iframe-streaming');
-    const body = parseBody('iframe-streaming', s.stream!.text, false);
-    const pre = body.prelude;
-    ensure(pre.indexOf('postMessage') >= 0, 'the iframe-streaming prelude does not call postMessage: ' + show(pre.slice(0, 300)), 'Transports');
-    ensure(pre.indexOf(io.pageOrigin) >= 0, 'the iframe-streaming prelude does not name po (' + io.pageOrigin + ') as the postMessage target', 'Transports');
-    ensure(pre.indexOf('conf_1') >= 0, 'the iframe-streaming prelude does not carry the stream id i', 'Transports');
-    if (Buffer.byteLength(pre) < 2048) fail('the iframe-streaming prelude', 'at least 2,048 bytes (padding)', Buffer.byteLength(pre) + ' bytes', 'Transports');
+    checkIframePrelude(parseBody('iframe-streaming', s.stream!.text, false).prelude, io.pageOrigin, 'the iframe-streaming handshake');
     await sleep(200);
     ensure(!s.stream!.done, 'the iframe-streaming response ended after the open frame; expected it kept open', 'Transports');
   }),
@@ -254,16 +280,25 @@ const MALFORMED: Array<[string, string]> = [
 ];
 
 const refusals: Check[] = [
-  check('Versioning', 'an unsupported version gets 400/4400 on every HTTP transport and close frame + close code 4400 on websocket; an unknown transport 404', async (io) => {
+  check('Versioning', 'an unsupported version gets 400/4400 (sse, iframe-streaming: 200, close frame 4400 in the stream), websocket close frame + code 4400; a path naming no transport gets 501/4501, an upgrade there or on an HTTP transport 501', async (io) => {
     for (const t of HTTP_TRANSPORTS) {
       if (!(await offered(io, t))) continue;
       for (const v of ['2', '1.0', '']) expectGetRefusal(io, t, await io.http('GET', io.url(t, 'v=' + v + io.getExtra(t))), 400, 4400, 'GET ' + t + '?v=' + v, 'Versioning');
     }
     await expectWsRefusal(io, io.ws('v=2'), 4400, 'websocket?v=2', 'Versioning');
-    const unknown = io.ws('v=1', { transport: 'no-such-transport' });
-    await waitUntil(() => unknown.closed !== null || unknown.openedAt > 0, io.ms, 'the upgrade to an unknown transport');
-    equal('an upgrade to {endpoint}/no-such-transport', unknown.status, 404, 'websocket');
-    await expectServing(io, 'unsupported versions');
+    // A path that names no transport: 501 / 4501, not 404, which a resuming client would take for a lost session.
+    const get = await io.http('GET', io.url('no-such-transport', 'v=1'));
+    expectRefusal(get, 501, 4501, 'GET {endpoint}/no-such-transport?v=1', 'Close');
+    checkNoStore(get.headers, 'GET {endpoint}/no-such-transport?v=1');
+    const post = await io.http('POST', io.url('no-such-transport', 'sid=' + randomId() + '&tok=' + randomId()), { body: '{"t":"d","s":1,"d":"x"}' });
+    expectRefusal(post, 501, 4501, 'POST {endpoint}/no-such-transport', 'Close');
+    checkNoStore(post.headers, 'POST {endpoint}/no-such-transport');
+    for (const path of ['no-such-transport', 'long-polling']) {
+      const c = io.ws('v=1', { transport: path });
+      await waitUntil(() => c.closed !== null || c.openedAt > 0, io.ms, 'the answer to a WebSocket upgrade on {endpoint}/' + path);
+      equal('the status of a WebSocket upgrade on {endpoint}/' + path + ' (a path that offers no websocket)', c.status, 501, 'websocket');
+    }
+    await expectServing(io, 'unsupported versions and paths naming no transport');
   }),
   check('Frames', 'malformed frames POSTed get 400/4400 and end the session (' + MALFORMED.length + ' kinds)', async (io) => {
     for (const [what, line] of MALFORMED) {
@@ -301,7 +336,7 @@ const refusals: Check[] = [
     }
     await expectServing(io, 'malformed binary messages');
   }),
-  check('Close codes', 'an unknown session id or a wrong token gets 404/4404 on every transport\'s GET, on POST and on resume (websocket: close 4404); the owner keeps the session', async (io) => {
+  check('Close codes', 'an unknown session id or a wrong token gets 404/4404 on every transport\'s GET (sse, iframe-streaming: 200, close frame 4404 in the stream) and POST, and on resume (websocket: close 4404); the owner keeps the session', async (io) => {
     const s = await HttpSession.handshake(io, 'long-polling');
     const wrongTok = randomId();
     const cases: Array<[string, string]> = [
@@ -316,9 +351,11 @@ const refusals: Check[] = [
       for (const t of transports) {
         const g = await io.http('GET', io.url(t, q + '&ack=0' + io.getExtra(t)));
         expectGetRefusal(io, t, g, 404, 4404, 'a continuing ' + t + ' GET with ' + what, 'Close codes');
-        checkNoStore(g.headers, 'a refusal');
+        // POSTs are refused with the status on every transport, sse and iframe-streaming included.
+        const p = await io.http('POST', io.url(t, q), { body: '{"t":"d","s":1,"d":"x"}' });
+        expectRefusal(p, 404, 4404, 'a ' + t + ' POST with ' + what, 'Close codes');
+        checkNoStore(p.headers, 'a ' + t + ' POST with ' + what);
       }
-      expectRefusal(await io.http('POST', io.url('long-polling', q), { body: '{"t":"d","s":1,"d":"x"}' }), 404, 4404, 'a POST with ' + what, 'Close codes');
       expectRefusal(await io.http('GET', io.url('long-polling', 'v=1&' + q + '&ack=0')), 404, 4404, 'a resume handshake with ' + what, 'Resume');
     }
     await expectWsRefusal(io, io.ws('v=1&sid=' + encodeURIComponent(s.sid) + '&tok=' + wrongTok + '&ack=0'), 4404, 'a websocket resume with a wrong tok', 'Resume');
@@ -593,7 +630,7 @@ const probes: Check[] = [
     for (const t of HTTP_TRANSPORTS) {
       const st = io.stream(io.url(t, 'v=1&probe=1' + io.getExtra(t)));
       await st.responded(io.ms);
-      if (st.status === 404) {
+      if (notOffered(st.status)) {
         st.abort();
         continue;
       }
@@ -839,14 +876,15 @@ const transports: Check[] = [
     if (!observed.length) throw new CheckSkipped('no stream was recycled within 1 MiB of echoes (streamLimit is not announced)');
     return 'recycled: ' + observed.join(', ') + (unobserved.length ? '; not within 1 MiB: ' + unobserved.join(', ') : '');
   }),
-  check('Transports', 'Origin: a foreign Origin is refused on every transport (403/4403; websocket: close frame and code 4403); iframe-streaming checks po', async (io) => {
+  check('Transports', 'Origin: a foreign Origin is refused on every transport (403/4403; sse and iframe-streaming GETs: 200 with close frame 4403 in the stream; websocket: close frame and code 4403); iframe-streaming checks po (200, close frame 4403 in a document posting to po)', async (io) => {
     const foreign = io.target.foreignOrigin;
     if (!foreign) throw new CheckSkipped('no foreign origin given (--foreign-origin)');
     for (const t of HTTP_TRANSPORTS) {
       if (!(await offered(io, t))) continue;
       const hs = await io.http('GET', io.url(t, 'v=1' + io.getExtra(t)), { origin: foreign, timeoutMs: io.ms });
-      expectRefusal(hs, 403, 4403, t + ' handshake with Origin: ' + foreign, 'Transports');
-      checkNoStore(hs.headers, 'a 403 refusal');
+      // sse and iframe-streaming: 200 with the close frame in the stream (PROTOCOL.md "Close").
+      expectGetRefusal(io, t, hs, 403, 4403, t + ' handshake with Origin: ' + foreign, 'Transports');
+      checkNoStore(hs.headers, 'a refusal');
     }
     const s = await HttpSession.handshake(io, 'long-polling');
     expectRefusal(await io.http('POST', s.postUrl, { body: '{"t":"d","s":1,"d":"x"}', origin: foreign }), 403, 4403, 'a POST with a foreign Origin', 'Transports');
@@ -854,15 +892,10 @@ const transports: Check[] = [
     expectRefusal(await io.http('OPTIONS', io.url('long-polling', ''), { origin: foreign }), 403, 4403, 'an OPTIONS request with a foreign Origin', 'Transports');
     await expectWsRefusal(io, io.ws('v=1', { origin: foreign }), 4403, 'a websocket upgrade with Origin: ' + foreign, 'websocket');
     if (await offered(io, 'iframe-streaming')) {
+      // The iframe cannot read a status: 200 and a document carrying close frame 4403, posted to po
+      // ("postMessage targets exactly po"), so the page that named it learns the code.
       const r = await io.http('GET', io.url('iframe-streaming', 'v=1' + io.getExtra('iframe-streaming', foreign)), { origin: null });
-      if (r.status === 200) {
-        // The iframe cannot read a status: a refusal written into the document instead.
-        equal('iframe-streaming with po=' + foreign + ': Content-Type', mediaType(r.headers['content-type']), 'text/html', 'Transports');
-        const b = parseBody('iframe-streaming', r.body, true);
-        const frames = b.batches.flatMap((x) => parseBatch(x.text, 'Transports'));
-        if (frames.length !== 1 || frames[0].t !== 'c' || frames[0].c !== 4403) fail('iframe-streaming with a foreign po', '403/4403 (or a document carrying only close frame 4403)', r.body.slice(-300), 'Transports');
-        io.deviation('refusal-in-body', 'iframe-streaming answers a refusal with HTTP 200 and close frame 4403 inside the document (a foreign po); PROTOCOL.md "iframe-streaming": 403 / 4403');
-      } else expectRefusal(r, 403, 4403, 'iframe-streaming with po=' + foreign + ' and no Origin header', 'Transports');
+      expectGetRefusal(io, 'iframe-streaming', r, 403, 4403, 'iframe-streaming with po=' + foreign + ' and no Origin header', 'Transports', foreign);
     }
     await s.send(['still fine']);
     await s.until(() => s.received >= 1, 'the echo after foreign requests on the session');
@@ -904,15 +937,13 @@ export interface Result {
   status: 'ok' | 'fail' | 'skip';
   /** The failure, the reason for skipping, or a note on success. */
   message: string;
-  /** Departures from PROTOCOL.md a passing check tolerated. */
-  deviations: Deviation[];
   ms: number;
 }
 
 /** Run one check against `target`, bounded by `capMs`. Slow checks are skipped unless `slow`. */
 export async function runCheck(c: Check, target: Target, opts: { slow?: boolean; capMs?: number } = {}): Promise<Result> {
   const t0 = Date.now();
-  if (c.slow && !opts.slow) return { check: c, status: 'skip', message: 'slow (waits on the server\'s hb and hto): run with --slow', deviations: [], ms: 0 };
+  if (c.slow && !opts.slow) return { check: c, status: 'skip', message: 'slow (waits on the server\'s hb and hto): run with --slow', ms: 0 };
   let timer: ReturnType<typeof setTimeout> | undefined;
   const cap = opts.capMs ?? 180000;
   try {
@@ -920,13 +951,13 @@ export async function runCheck(c: Check, target: Target, opts: { slow?: boolean;
       c.run(target),
       new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new CheckFailed('the check did not finish within ' + cap + ' ms')), cap))),
     ]);
-    return { check: c, status: 'ok', message: report.note || '', deviations: report.deviations, ms: Date.now() - t0 };
+    return { check: c, status: 'ok', message: report.note || '', ms: Date.now() - t0 };
   } catch (e) {
-    if (e instanceof CheckSkipped) return { check: c, status: 'skip', message: e.message, deviations: [], ms: Date.now() - t0 };
+    if (e instanceof CheckSkipped) return { check: c, status: 'skip', message: e.message, ms: Date.now() - t0 };
     const err = e instanceof Error ? e : new Error(String(e));
     let message = err instanceof CheckFailed ? err.message : 'error: ' + err.message;
     if (message.indexOf('PROTOCOL.md') < 0) message += ' (PROTOCOL.md "' + c.section + '")';
-    return { check: c, status: 'fail', message, deviations: [], ms: Date.now() - t0 };
+    return { check: c, status: 'fail', message, ms: Date.now() - t0 };
   } finally {
     clearTimeout(timer);
   }

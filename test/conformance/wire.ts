@@ -499,8 +499,10 @@ export interface BodyBatch {
 /** What a GET body carried so far. */
 export interface ParsedBody {
   batches: BodyBatch[];
-  /** The stream's recycling end marker (sse `event: end`, iframe `p(null)`) was seen. */
+  /** The stream's end marker (sse `event: end`, iframe `p(null)`) was seen. */
   endMarker: boolean;
+  /** How many batches came before the first end marker; -1 while none was seen. */
+  endAfter: number;
   /** iframe-streaming: the document before the first `<script>p(`. */
   prelude: string;
 }
@@ -513,7 +515,7 @@ const SECTION = 'Transports';
  * anything that cannot become a valid body is a failure.
  */
 export function parseBody(transport: HttpTransport, text: string, complete: boolean): ParsedBody {
-  const out: ParsedBody = { batches: [], endMarker: false, prelude: '' };
+  const out: ParsedBody = { batches: [], endMarker: false, endAfter: -1, prelude: '' };
   if (transport === 'long-polling' || transport === 'short-polling') {
     if (complete) out.batches.push({ text });
     return out;
@@ -544,7 +546,10 @@ export function parseBody(transport: HttpTransport, text: string, complete: bool
     for (let i = 1; i < lines.length; i++) {
       const l = lines[i];
       if (l === '') {
-        if (event === 'end') out.endMarker = true;
+        if (event === 'end') {
+          if (!out.endMarker) out.endAfter = out.batches.length;
+          out.endMarker = true;
+        }
         else if (event !== '' && event !== 'message') fail('an sse event type', '"end" or none', event, SECTION);
         else if (data.length) out.batches.push({ text: data.join('\n'), id });
         data = [];
@@ -590,7 +595,10 @@ export function parseBody(transport: HttpTransport, text: string, complete: bool
       fail('the iframe-streaming document after its prelude', 'only <script>p("<batch>")</script> units (and </body></html> after p(null))', tail.slice(0, 200), SECTION);
     }
     const lit = m[1];
-    if (lit === 'null') out.endMarker = true;
+    if (lit === 'null') {
+      if (!out.endMarker) out.endAfter = out.batches.length;
+      out.endMarker = true;
+    }
     else {
       const raw = /[<>&\u2028\u2029]/.exec(lit);
       if (raw) fail('an iframe-streaming payload literal', '<, >, &, U+2028 and U+2029 escaped as \\uXXXX', 'a raw ' + JSON.stringify(raw[0]) + ' in …' + lit.slice(Math.max(0, raw.index - 40), raw.index + 40) + '…', SECTION);

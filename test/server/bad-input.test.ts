@@ -231,13 +231,14 @@ describe('bad requests', () => {
     await check('after');
   });
 
-  it('an unknown transport path gets 404 (HTTP and upgrade); paths outside the prefix are not served', async () => {
+  it('a transport the server does not offer gets 501/4501, not 404 (a resume must not read it as a lost session), HTTP and upgrade; paths outside the prefix are not served', async () => {
     const { s, check } = await setup();
     const r = await http('GET', s.url + '/nope?v=1');
-    expectRefusal(r, 404, 4400);
-    expect((await http('POST', s.url + '/nope', { body: 'x' })).status).toBe(404);
-    expect(await upgradeStatus(s.url + '/nope?v=1')).toBe(404);
-    expect(await upgradeStatus(s.url + '/long-polling?v=1')).toBe(404); // no upgrade on an HTTP transport
+    expectRefusal(r, 501, 4501);
+    expect(r.headers['cache-control']).toMatch(/no-store/);
+    expectRefusal(await http('POST', s.url + '/nope', { body: 'x' }), 501, 4501);
+    expect(await upgradeStatus(s.url + '/nope?v=1')).toBe(501);
+    expect(await upgradeStatus(s.url + '/long-polling?v=1')).toBe(501); // no upgrade on an HTTP transport
     expect((await http('GET', s.origin + '/rtx/long-polling?v=1')).status).toBe(404);
     expect((await http('GET', s.origin + '/')).status).toBe(404);
     // An upgrade outside the path, with nobody else to take it, is dropped.

@@ -251,6 +251,7 @@ describe('serveClient', () => {
   it('with serveClient: false the bundle is not served', async () => {
     const s = await serve({ ...FAST, serveClient: false });
     expect((await http('GET', s.url + '/cometsocket.min.js')).status).toBe(404);
+    expect((await http('GET', s.url + '/cometsocket.js')).status).toBe(404);
   });
 });
 
@@ -290,7 +291,7 @@ describe('attach()', () => {
     await waitFor(() => raw.messages.includes('chat:hi'), 2000, 'chat echo');
     // The application's listener still sees upgrades outside the path.
     await expect(upgradeStatus(origin + '/unknown')).rejects.toThrow(/socket hang up|ECONNRESET/);
-    expect(await upgradeStatus(origin + '/rt/nope?v=1')).toBe(404);
+    expect(await upgradeStatus(origin + '/rt/nope?v=1')).toBe(501);
 
     await new Promise<void>((r) => rt.close(() => r()));
     rtClosed = true;

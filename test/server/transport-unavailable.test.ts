@@ -1,0 +1,56 @@
+/**
+ * A server that leaves a transport out (ServerOptions.transports) answers it 501 / 4501, and the
+ * client takes that for "not here": the transport is not probed again, and a resume race that
+ * meets it still resumes the session. Before, the answer was 404, which a resuming client reads as
+ * 4404 (session lost): it dropped a live session and handed its messages back.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, longPolling, shortPolling } from '../../src/index';
+import { longPollingServer } from '../../server/index';
+import { waitFor } from '../helpers/server';
+import { cleanupAll, defer, echo, serve, sleep, startProxy } from '../helpers/raw';
+
+afterEach(cleanupAll);
+
+describe('a transport the server does not offer', () => {
+  it('short polling left out: the session opens on long polling, short polling is not probed, and after the connection is cut the resume race meets 501 and still resumes (no session-lost)', async () => {
+    const s = await serve({ transports: [longPollingServer()], pingInterval: 400, pingTimeout: 400, pollTimeout: 600 });
+    echo(s.rt);
+    const requests: string[] = [];
+    s.http.prependListener('request', (req) => requests.push(req.method + ' ' + (req.url || '')));
+    const proxy = await startProxy(s.port);
+    const url = 'http://127.0.0.1:' + proxy.port + '/rt';
+    // Short polling first: it is the better candidate, so the socket would probe it to upgrade.
+    const sock = connect(url, { transports: [shortPolling, longPolling], backoffBase: 20, backoffCap: 100, rememberFor: 0 });
+    defer(() => sock.close());
+    const events: string[] = [];
+    const got: string[] = [];
+    sock.on('open', () => events.push('open'));
+    sock.on('resume', () => events.push('resume'));
+    sock.on('session-lost', (i) => events.push('session-lost:' + i.code));
+    sock.on('reconnecting', (i) => events.push('reconnecting:' + i.code));
+    sock.on('close', (i) => events.push('close:' + i.code));
+    sock.on('message', (d) => got.push(d as string));
+    await waitFor(() => sock.state === 'open', 3000, 'open');
+    expect(sock.transport).toBe('long-polling');
+    const first = sock.id;
+
+    // Long enough for an upgrade probe (the first comes within 1 s, backoff base 1000 ms).
+    await sleep(1500);
+    const shortBefore = requests.filter((r) => r.includes('/short-polling')).length;
+    expect(requests.filter((r) => r.includes('/short-polling') && r.includes('probe=1')), 'upgrade probes of short polling').toEqual([]);
+
+    for (let i = 0; i < 5; i++) sock.send('a' + i);
+    await waitFor(() => got.length === 5, 3000, 'the first echoes');
+    expect(proxy.cut(), 'connections cut').toBeGreaterThan(0);
+    for (let i = 0; i < 5; i++) sock.send('b' + i);
+    await waitFor(() => events.includes('resume') || events.some((e) => e.startsWith('session-lost') || e.startsWith('close')), 5000, 'the resume: ' + events.join(', '));
+    await waitFor(() => got.length === 10, 3000, 'every echo: ' + got.join(','));
+
+    expect(events.filter((e) => !e.startsWith('reconnecting')), events.join(', ')).toEqual(['open', 'resume']);
+    expect(sock.id, 'the same session').toBe(first);
+    expect(got).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'b0', 'b1', 'b2', 'b3', 'b4']);
+    // The resume race tried short polling (first in the list) and was answered 501.
+    expect(requests.filter((r) => r.includes('/short-polling')).length, 'short polling tried again by the resume race').toBeGreaterThan(shortBefore);
+  }, 15000);
+});
