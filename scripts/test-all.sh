@@ -1,20 +1,22 @@
 #!/bin/sh
 # The README's test command (`npm run test:all`) and what CI runs: installs everything the tests
 # need on a fresh Debian machine (npm packages; Chromium from Debian, never a downloaded browser;
-# nginx from Debian for test/browser/nginx.test.ts, which starts its own nginx processes: the
-# system service is never started), then type-checks, builds, checks the package and the size
-# budget, and runs every suite.
+# nginx and squid from Debian for test/browser/nginx.test.ts and test/browser/squid.test.ts, which
+# start their own nginx and squid processes: the system services are never started), then
+# type-checks, builds, checks the package and the size budget, and runs every suite.
 set -eu
 cd "$(dirname "$0")/.."
 
 MISSING=""
 [ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
 [ -x /usr/sbin/nginx ] || MISSING="$MISSING nginx"
+[ -x /usr/sbin/squid ] || MISSING="$MISSING squid"
 if [ -n "$MISSING" ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   # Install without starting any system service (nginx's postinst would start the system nginx
-  # on port 80): Debian's policy-rc.d hook answering 101 ("action forbidden"), for the install only.
+  # on port 80, squid's the system squid on port 3128): Debian's policy-rc.d hook answering 101
+  # ("action forbidden"), for the install only.
   NOSTART=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     NOSTART=1

@@ -3,11 +3,11 @@
  * small test pages from the same origin, one headless Chromium per test file, and bounded waits
  * inside the page. Nothing here talks to anything but 127.0.0.1.
  */
-import { execSync } from 'node:child_process';
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import type { AddressInfo, Socket as NetSocket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket as NetSocket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -237,6 +237,105 @@ export async function startTestServer(options: ServerOptions = {}): Promise<Test
   };
 }
 
+// ---- ports ---------------------------------------------------------------------------------------
+
+/** A free TCP port on 127.0.0.1: bind a server to port 0, read the port, close it. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Whether a TCP connection to 127.0.0.1:`port` succeeds. */
+export function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = netConnect(port, '127.0.0.1');
+    const done = (ok: boolean): void => {
+      c.destroy();
+      resolve(ok);
+    };
+    c.setTimeout(500, () => done(false));
+    c.once('connect', () => done(true));
+    c.once('error', () => done(false));
+  });
+}
+
+/** A server program (nginx, squid) run in the foreground by a test, its files in `dir`. */
+export interface Daemon {
+  child: ChildProcess;
+  /** A file of `dir` ('' when absent). */
+  read(name: string): string;
+  /** What it wrote to stdout and stderr. */
+  output(): string;
+  /** Stop it by its PID (SIGTERM, SIGKILL after `stopMs`) and remove `dir`. */
+  close(): Promise<void>;
+}
+
+/**
+ * Spawn `command` in the foreground with its files in `dir`; resolve once 127.0.0.1:`port`
+ * accepts TCP connections (within `readyMs`), else stop it and throw with `diagnostics()`.
+ */
+export async function startDaemon(
+  name: string,
+  command: string,
+  args: string[],
+  o: { dir: string; port: number; readyMs: number; stopMs: number; diagnostics(d: Daemon): string },
+): Promise<Daemon> {
+  const out: string[] = [];
+  const child = spawn(command, args, { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+  child.stderr!.on('data', (b: Buffer) => out.push(b.toString()));
+  let exited: string | null = null;
+  const exit = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = 'exited with ' + (signal || code);
+      resolve();
+    });
+    child.once('error', (e) => {
+      exited = 'failed to start: ' + e.message;
+      resolve();
+    });
+  });
+  const d: Daemon = {
+    child,
+    read(file) {
+      try {
+        return readFileSync(join(o.dir, file), 'utf8');
+      } catch {
+        return '';
+      }
+    },
+    output: () => out.join(''),
+    async close() {
+      // By its PID only (child.kill signals child.pid): the process this test started, nothing else.
+      if (exited === null && child.pid !== undefined) {
+        child.kill('SIGTERM');
+        const stopped = await Promise.race([exit.then(() => true), sleep(o.stopMs).then(() => false)]);
+        if (!stopped) {
+          child.kill('SIGKILL');
+          await Promise.race([exit, sleep(2000)]);
+        }
+      }
+      rmSync(o.dir, { recursive: true, force: true });
+    },
+  };
+  const deadline = Date.now() + o.readyMs;
+  for (;;) {
+    if (exited !== null || Date.now() > deadline) {
+      const why = o.diagnostics(d);
+      await d.close();
+      throw new Error(name + (exited !== null ? ' ' + exited + ' before listening' : ' did not accept connections within ' + o.readyMs + ' ms') + ' on ' + o.port + '\n' + why);
+    }
+    if (await canConnect(o.port)) return d;
+    await sleep(50);
+  }
+}
+
 // ---- the browser -------------------------------------------------------------------------------
 
 export interface TestBrowser {
@@ -244,8 +343,11 @@ export interface TestBrowser {
   close(): Promise<void>;
 }
 
-/** One headless Chromium (the Debian package) with a fresh profile directory, removed on close. */
-export async function launchBrowser(): Promise<TestBrowser> {
+/**
+ * One headless Chromium (the Debian package) with a fresh profile directory, removed on close.
+ * `options.args`: more command-line flags, after the usual ones (e.g. `--proxy-server=…`).
+ */
+export async function launchBrowser(options: { args?: readonly string[] } = {}): Promise<TestBrowser> {
   const dir = mkdtempSync(join(tmpdir(), 'cometsocket-chromium-'));
   let context: BrowserContext;
   try {
@@ -253,7 +355,7 @@ export async function launchBrowser(): Promise<TestBrowser> {
     context = await chromium.launchPersistentContext(dir, {
       executablePath: '/usr/bin/chromium',
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', ...(options.args || [])],
       timeout: 30000,
     });
   } catch (e) {

@@ -17,19 +17,20 @@
  * Traffic: the server sends 's0' … 's199' on each new session and echoes every page message as
  * 'e:' + message; the page sends 'c0' … 'c199' once open. Timings are printed ('[nginx] …').
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ensureBuilt,
+  freePort,
   launchBrowser,
   numbered,
   openPage,
   readPage,
   serveApp,
+  startDaemon,
   sleep,
   startTestServer,
   testPage,
@@ -49,32 +50,6 @@ const NGINX = '/usr/sbin/nginx';
 const N = 200;
 
 // ---- nginx ---------------------------------------------------------------------------------------
-
-/** A free TCP port on 127.0.0.1: bind a server to port 0, read the port, close it. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Whether a TCP connection to 127.0.0.1:`port` succeeds. */
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = netConnect(port, '127.0.0.1');
-    const done = (ok: boolean): void => {
-      c.destroy();
-      resolve(ok);
-    };
-    c.setTimeout(500, () => done(false));
-    c.once('connect', () => done(true));
-    c.once('error', () => done(false));
-  });
-}
 
 interface Nginx {
   /** http://127.0.0.1:PORT */
@@ -159,62 +134,22 @@ http {
 }
 `,
   );
-  const output: string[] = [];
-  const child = spawn(NGINX, ['-c', conf, '-p', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (b: Buffer) => output.push(b.toString()));
-  child.stderr!.on('data', (b: Buffer) => output.push(b.toString()));
-  let exited: string | null = null;
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exited = 'exited with ' + (signal || code);
-      resolve();
-    });
-    child.once('error', (e) => {
-      exited = 'failed to start: ' + e.message;
-      resolve();
-    });
+  const d = await startDaemon('nginx', NGINX, ['-c', conf, '-p', dir], {
+    dir,
+    port,
+    readyMs: 5000,
+    stopMs: 2000,
+    diagnostics: (x) => 'error.log: ' + x.read('error.log') + '\noutput: ' + x.output(),
   });
-  const read = (name: string): string => {
-    try {
-      return readFileSync(join(dir, name), 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const ngx: Nginx = {
+  return {
     origin: 'http://127.0.0.1:' + port,
     port,
     dir,
-    child,
-    accessLog: () => read('access.log').split('\n').filter(Boolean),
-    diagnostics: () => 'error.log: ' + read('error.log') + '\noutput: ' + output.join(''),
-    async close() {
-      if (exited === null && child.pid !== undefined) {
-        child.kill('SIGTERM');
-        const killed = await Promise.race([exit.then(() => true), sleep(2000).then(() => false)]);
-        if (!killed) {
-          child.kill('SIGKILL');
-          await Promise.race([exit, sleep(2000)]);
-        }
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
+    child: d.child,
+    accessLog: () => d.read('access.log').split('\n').filter(Boolean),
+    diagnostics: () => 'error.log: ' + d.read('error.log') + '\noutput: ' + d.output(),
+    close: () => d.close(),
   };
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    if (exited !== null) {
-      const why = ngx.diagnostics();
-      await ngx.close();
-      throw new Error('nginx ' + exited + ' before listening on ' + port + '\n' + why);
-    }
-    if (await canConnect(port)) return ngx;
-    if (Date.now() > deadline) {
-      const why = ngx.diagnostics();
-      await ngx.close();
-      throw new Error('nginx did not accept connections on ' + port + ' within 5 s\n' + why);
-    }
-    await sleep(50);
-  }
 }
 
 // ---- one nginx, one server and one browser per describe block --------------------------------------
