@@ -12,7 +12,10 @@ const MIRRORED = [400, 403, 404, 409, 413, 429, 501, 507];
 /** The close a failed HTTP request means. Status 0 is a network failure; 5xx and unknown statuses are transient. */
 export function httpClose(r: HttpResult, what: string): TransportClose {
   const status = r.status === 405 ? 400 : r.status === 503 ? 429 : r.status;
-  const code = MIRRORED.indexOf(status) >= 0 ? 4000 + status : 1006;
+  let code = MIRRORED.indexOf(status) >= 0 ? 4000 + status : 1006;
+  // A refusal's body is its close frame (PROTOCOL.md "Close"). A 404 without 4404 in it comes from
+  // something else on the path (a proxy without the route), not from a server that lost the session.
+  if (code === 4404 && r.body.indexOf('"c":4404') < 0) code = 1006;
   const info: TransportClose = { code, reason: what + (r.status ? ' answered HTTP ' + r.status : ' failed') };
   if (r.retryAfter) {
     const secs = parseFloat(r.retryAfter);

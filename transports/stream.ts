@@ -12,8 +12,8 @@ import { endpoint, type Transport, type TransportSettings } from './types';
 export interface StreamHandlers {
   /** A batch arrived. */
   data(batch: string): void;
-  /** The stream ended: HTTP status 200 when the server ended it, else the status or 0 (and Retry-After). */
-  end(status: number, retryAfter?: string | null): void;
+  /** The stream ended: HTTP status 200 when the server ended it, else the status or 0 (and Retry-After, and the body of a refusal). */
+  end(status: number, retryAfter?: string | null, body?: string): void;
 }
 
 /** Opens one stream response at `url`; returns a function that stops it silently. */
@@ -44,12 +44,12 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
                 hooks.data(b);
                 r.ready();
               },
-              end(status, retryAfter) {
+              end(status, retryAfter, body) {
                 if (r.done) return;
                 env.clearTimeout(probe);
                 stop = null;
                 if (status === 200 && got) start(false);
-                else r.fail(httpClose({ status: status === 200 ? 0 : status, body: '', retryAfter: retryAfter || null }, name));
+                else r.fail(httpClose({ status: status === 200 ? 0 : status, body: body || '', retryAfter: retryAfter || null }, name));
               },
             },
             env,

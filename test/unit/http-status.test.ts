@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { httpClose } from '../../transports/http';
 
-const close = (status: number, retryAfter: string | null = null) => httpClose({ status, body: '', retryAfter }, 'poll');
+/** A refusal as the reference server answers it: the status, and the close frame as the body. */
+const close = (status: number, retryAfter: string | null = null) => httpClose({ status, body: '{"t":"c","c":' + (4000 + status) + ',"r":"x"}', retryAfter }, 'poll');
 
 describe('HTTP status → close code (PROTOCOL.md, "HTTP status codes")', () => {
   it('maps every status of the table, and anything else to 1006', () => {
@@ -23,6 +24,12 @@ describe('HTTP status → close code (PROTOCOL.md, "HTTP status codes")', () => 
       [418, 1006],
     ];
     expect(table.map(([s]) => [s, close(s).code])).toEqual(table);
+  });
+
+  it('a 404 whose body is not the close frame 4404 (a proxy without the route, an HTML page) is a failed transport, not a lost session', () => {
+    expect(httpClose({ status: 404, body: '<html><body>404 Not Found</body></html>', retryAfter: null }, 'poll').code).toBe(1006);
+    expect(httpClose({ status: 404, body: '', retryAfter: null }, 'poll').code).toBe(1006);
+    expect(httpClose({ status: 404, body: '{"t":"c","c":4404,"r":"unknown session"}', retryAfter: null }, 'poll').code).toBe(4404);
   });
 
   it('says what failed and how; Retry-After (seconds) becomes retryAfter in ms, a bad one is ignored', () => {

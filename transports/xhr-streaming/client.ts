@@ -31,7 +31,7 @@ const open: StreamOpener = (url, h, env) => {
       } catch {
         /* some engines throw on cross-origin headers */
       }
-      h.end(x.status, ra);
+      h.end(x.status, ra, x.responseText);
     }
   };
   x.open('GET', url);
