@@ -8,6 +8,7 @@ import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders, t
 import { request as httpsRequest } from 'node:https';
 import { isDeepStrictEqual } from 'node:util';
 import WebSocket from 'ws';
+import type { AckFrame, CloseFrame, DataFrame, Limits, OpenFrame, PingFrame } from '../../src/frame';
 
 // ---- failures --------------------------------------------------------------------------------------
 
@@ -326,41 +327,9 @@ export class WsClient {
 
 // ---- frames ----------------------------------------------------------------------------------------
 
-export interface Limits {
-  payload: number;
-  batch: number;
-  buffer: number;
-}
-export interface OpenFrame {
-  t: 'o';
-  v: number;
-  sid: string;
-  tok: string;
-  hb: number;
-  hto: number;
-  ack: number;
-  r?: 1;
-  lim: Limits;
-}
-export interface DataFrame {
-  t: 'd';
-  s: number;
-  d: string;
-  b?: 1;
-}
-export interface AckFrame {
-  t: 'a';
-  a: number;
-}
-export interface PingFrame {
-  t: 'p';
-}
-export interface CloseFrame {
-  t: 'c';
-  c: number;
-  r: string;
-  ra?: number;
-}
+// The frame types are PROTOCOL.md's TypeScript interfaces (src/frame.ts). Types only, erased at
+// run time: every check below validates what the server sent on its own.
+export type { Limits, OpenFrame, DataFrame, AckFrame, PingFrame, CloseFrame };
 /** Every frame a server may send (PROTOCOL.md, "Frames"). */
 export type ServerFrame = OpenFrame | DataFrame | AckFrame | PingFrame | CloseFrame;
 
