@@ -19,7 +19,14 @@ describe('a transport the server does not offer', () => {
     const s = await serve({ transports: [longPollingServer()], pingInterval: 400, pingTimeout: 400, pollTimeout: 600 });
     echo(s.rt);
     const requests: string[] = [];
-    s.http.prependListener('request', (req) => requests.push(req.method + ' ' + (req.url || '')));
+    let heldPolls = 0;
+    s.http.prependListener('request', (req, res) => {
+      requests.push(req.method + ' ' + (req.url || ''));
+      if (req.method === 'GET' && (req.url || '').startsWith('/rt/long-polling')) {
+        heldPolls++;
+        res.on('close', () => heldPolls--);
+      }
+    });
     const proxy = await startProxy(s.port);
     const url = 'http://127.0.0.1:' + proxy.port + '/rt';
     // Short polling first: it is the better candidate, so the socket would probe it to upgrade.
@@ -44,6 +51,8 @@ describe('a transport the server does not offer', () => {
 
     for (let i = 0; i < 5; i++) sock.send('a' + i);
     await waitFor(() => got.length === 5, 3000, 'the first echoes');
+    // Cut while a poll is held (the next poll may not have arrived yet on a busy machine).
+    await waitFor(() => heldPolls > 0, 3000, 'a held poll');
     expect(proxy.cut(), 'connections cut').toBeGreaterThan(0);
     for (let i = 0; i < 5; i++) sock.send('b' + i);
     await waitFor(() => events.includes('resume') || events.some((e) => e.startsWith('session-lost') || e.startsWith('close')), 5000, 'the resume: ' + events.join(', '));
@@ -60,7 +69,8 @@ describe('a transport the server does not offer', () => {
     const s = await serve({ pingInterval: 400, pingTimeout: 400, pollTimeout: 600 });
     echo(s.rt);
     // A proxy without a route for /rt/short-polling: its own 404 page. Everything else is forwarded.
-    const open = new Set<ServerResponse>();
+    /** Responses in flight, with the request they answer. */
+    const open = new Map<ServerResponse, string>();
     let notFound = 0;
     const front = createHttpServer((req, res) => {
       if ((req.url || '').startsWith('/rt/short-polling')) {
@@ -69,7 +79,7 @@ describe('a transport the server does not offer', () => {
         res.writeHead(404, { 'Content-Type': 'text/html' });
         return res.end('<html><body><h1>404 Not Found</h1></body></html>');
       }
-      open.add(res);
+      open.set(res, req.method + ' ' + (req.url || ''));
       res.on('close', () => open.delete(res));
       const up = httpRequest({ host: '127.0.0.1', port: s.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
         res.writeHead(r.statusCode || 502, r.headers);
@@ -94,7 +104,9 @@ describe('a transport the server does not offer', () => {
     const before = notFound;
     sock.send('a');
     await waitFor(() => got.length === 1, 3000, 'the first echo');
-    for (const res of open) res.destroy();
+    // Cut while a poll is held (the next poll may not have reached the proxy yet on a busy machine).
+    await waitFor(() => [...open.values()].some((r) => r.startsWith('GET /rt/long-polling')), 3000, 'a held poll');
+    for (const res of open.keys()) res.destroy();
     sock.send('b');
     await waitFor(() => events.length > 0, 5000, 'the resume');
     await waitFor(() => got.length === 2, 3000, 'the second echo');
