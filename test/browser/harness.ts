@@ -10,7 +10,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import {
   ensureBuilt,
   launchBrowser,
-  numbered,
+  expectExactlyOnceInOrder as expectExactlyOnceInOrderIn,
+  expectOneSession as expectOneSessionIn,
   openPage,
   readPage,
   serveApp,
@@ -120,31 +121,8 @@ export function browserSuite(serverOptions: ServerOptions = {}): Suite {
       return readPage(t.page);
     },
 
-    expectExactlyOnceInOrder(r, a, n, t) {
-      expect(srv!.errors, 'exceptions in the server').toEqual([]);
-      // Page → server: c0 … c(n-1), nothing else.
-      expect(a.received.length, 'messages the server received').toBe(n);
-      expect(a.received).toEqual(numbered('c', n));
-      // Server → page: its own s0 … s(n-1) in order, and the echo of every page message in order.
-      expect(r.got.length, 'messages the page received').toBe(2 * n);
-      expect(r.got.filter((d) => d.charAt(0) === 's')).toEqual(numbered('s', n));
-      expect(r.got.filter((d) => d.slice(0, 2) === 'e:')).toEqual(numbered('e:c', n));
-      expect(r.sent).toBe(n);
-      expect(r.refused, 'send() calls that returned false').toBe(0);
-      expect(t.errors, 'uncaught errors in the page; console: ' + t.console.join(' | ')).toEqual([]);
-    },
-
-    expectOneSession(r, a) {
-      // A first visit starts the first fallback alongside WebSocket: the race loser may open a
-      // session too, and it is closed at once ('lost the race'). One session carries everything.
-      const live = a.conns.filter((c) => c.state === 'open');
-      expect(live.length, 'sessions open at the server').toBe(1);
-      expect(a.conns.length, 'sessions the server opened (the winner and at most one race loser)').toBeLessThanOrEqual(2);
-      expect(a.closes.filter((x) => !/lost the race/.test(String(x))), 'sessions closed, race losers aside').toEqual([]);
-      expect(r.events.filter((e) => /^(session-lost|close)/.test(e)), 'socket events').toEqual([]);
-      expect(r.events.filter((e) => e === 'open')).toEqual(['open']);
-      expect(r.state).toBe('open');
-    },
+    expectExactlyOnceInOrder: (r, a, n, t) => expectExactlyOnceInOrderIn(srv!, r, a, n, t),
+    expectOneSession: (r, a) => expectOneSessionIn(r, a),
 
     async exchange(path, page, expected, timeout = 15000) {
       const a = s.app({ count: N });

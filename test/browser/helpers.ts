@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { createServer, type Connection, type RtServer } from '../../server/index';
 import type { ServerOptions } from '../../server/options';
 
@@ -636,4 +637,37 @@ export function serveApp(srv: TestServer, o: AppOptions): App {
     pump();
   });
   return app;
+}
+
+// ---- the checks every exchange cell makes ---------------------------------------------------------
+
+/**
+ * The traffic of `testPage` and `serveApp` arrived exactly once and in order both ways (the page's
+ * c0 … c(n-1) at the server; the server's s0 … s(n-1) and the echo of every page message in the
+ * page), and nothing threw in the server or the page. `why` is added to the messages.
+ */
+export function expectExactlyOnceInOrder(srv: TestServer, r: PageResult, a: App, n: number, t: TestPage, why = ''): void {
+  expect(srv.errors, 'exceptions in the server').toEqual([]);
+  expect(a.received, 'messages the server received; ' + why).toEqual(numbered('c', n));
+  expect(r.got.length, 'messages the page received; ' + why).toBe(2 * n);
+  expect(r.got.filter((d) => d.charAt(0) === 's')).toEqual(numbered('s', n));
+  expect(r.got.filter((d) => d.slice(0, 2) === 'e:')).toEqual(numbered('e:c', n));
+  expect(r.sent).toBe(n);
+  expect(r.refused, 'send() calls that returned false').toBe(0);
+  expect(t.errors, 'uncaught errors in the page; console: ' + t.console.join(' | ') + '; ' + why).toEqual([]);
+}
+
+/**
+ * One session from start to end: opened once, never lost, nothing closed. A first visit starts the
+ * first fallback alongside WebSocket: the race loser may open a session too, closed at once ('lost
+ * the race').
+ */
+export function expectOneSession(r: PageResult, a: App, why = ''): void {
+  const live = a.conns.filter((c) => c.state === 'open');
+  expect(live.length, 'sessions open at the server').toBe(1);
+  expect(a.conns.length, 'sessions the server opened (the winner and at most one race loser)').toBeLessThanOrEqual(2);
+  expect(a.closes.filter((x) => !/lost the race/.test(String(x))), 'sessions closed, race losers aside').toEqual([]);
+  expect(r.events.filter((e) => /^(session-lost|close)/.test(e)), 'socket events; ' + why).toEqual([]);
+  expect(r.events.filter((e) => e === 'open'), why).toEqual(['open']);
+  expect(r.state).toBe('open');
 }

@@ -24,9 +24,10 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ensureBuilt,
+  expectExactlyOnceInOrder,
+  expectOneSession,
   freePort,
   launchBrowser,
-  numbered,
   openPage,
   readPage,
   serveApp,
@@ -247,28 +248,13 @@ async function exchange(e: Env, path: string, transports: 'default' | TransportN
   const why = 'events: ' + r.events.join(', ') + '; console: ' + t.console.join(' | ') + '\n' + e.nginx.diagnostics();
 
   expect(r.hasGlobal, 'window.CometSocket from the script tag, through nginx').toBe(true);
-  expect(e.srv.errors, 'exceptions in the server').toEqual([]);
-  // Page → server: c0 … c(N-1), nothing else, in order.
-  expect(a.received, 'messages the server received; ' + why).toEqual(numbered('c', N));
-  // Server → page: its own s0 … s(N-1) in order, and the echo of every page message in order.
-  expect(r.got.length, 'messages the page received; ' + why).toBe(2 * N);
-  expect(r.got.filter((d) => d.charAt(0) === 's')).toEqual(numbered('s', N));
-  expect(r.got.filter((d) => d.slice(0, 2) === 'e:')).toEqual(numbered('e:c', N));
-  expect(r.sent).toBe(N);
-  expect(r.refused, 'send() calls that returned false').toBe(0);
-  // One session: opened once, never lost, nothing closed.
-  expect(r.events.filter((x) => /^(session-lost|close)/.test(x)), 'socket events; ' + why).toEqual([]);
-  expect(r.events.filter((x) => x === 'open'), why).toEqual(['open']);
-  expect(r.state).toBe('open');
+  expectExactlyOnceInOrder(e.srv, r, a, N, t, why);
+  expectOneSession(r, a, why);
   const live = a.conns.filter((c) => c.state === 'open');
-  expect(live.length, 'sessions open at the server').toBe(1);
-  expect(a.conns.length, 'sessions the server opened (the winner and at most one race loser)').toBeLessThanOrEqual(2);
-  expect(a.closes.filter((x) => !/lost the race/.test(x)), 'sessions closed, race losers aside').toEqual([]);
   // The session ends on `expected`, at the page and at the server.
   expect(r.transport, why).toBe(expected);
   expect(r.transports[r.transports.length - 1], 'transport the page ended on: ' + r.transports.join(', ')).toBe(expected);
   expect(live[0].transport, 'transport of the session at the server').toBe(expected);
-  expect(t.errors, 'uncaught errors in the page; ' + why).toEqual([]);
   // The page, and the bundle, came through nginx.
   expect(logged(e, 'GET ' + path).length, 'the page in nginx access log').toBe(1);
   expect(logged(e, 'GET /rt/cometsocket.min.js').length, 'the bundle in nginx access log').toBeGreaterThan(0);

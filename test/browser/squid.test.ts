@@ -30,9 +30,10 @@ import type { Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ensureBuilt,
+  expectExactlyOnceInOrder,
+  expectOneSession,
   freePort,
   launchBrowser,
-  numbered,
   openPage,
   readPage,
   serveApp,
@@ -298,28 +299,13 @@ async function exchange(path: string, transports: 'default' | TransportName, exp
   const why = 'events: ' + r.events.join(', ') + '; console: ' + t.console.join(' | ') + '\nsquid access.log:\n' + logSince(t0).map((e) => e.line).join('\n') + '\n' + squid!.diagnostics();
 
   expect(r.hasGlobal, 'window.CometSocket from the script tag, through squid').toBe(true);
-  expect(srv!.errors, 'exceptions in the server').toEqual([]);
-  // Page → server: c0 … c(N-1), nothing else, in order.
-  expect(a.received, 'messages the server received; ' + why).toEqual(numbered('c', N));
-  // Server → page: its own s0 … s(N-1) in order, and the echo of every page message in order.
-  expect(r.got.length, 'messages the page received; ' + why).toBe(2 * N);
-  expect(r.got.filter((d) => d.charAt(0) === 's')).toEqual(numbered('s', N));
-  expect(r.got.filter((d) => d.slice(0, 2) === 'e:')).toEqual(numbered('e:c', N));
-  expect(r.sent).toBe(N);
-  expect(r.refused, 'send() calls that returned false').toBe(0);
-  // One session: opened once, never lost, nothing closed.
-  expect(r.events.filter((x) => /^(session-lost|close)/.test(x)), 'socket events; ' + why).toEqual([]);
-  expect(r.events.filter((x) => x === 'open'), why).toEqual(['open']);
-  expect(r.state).toBe('open');
+  expectExactlyOnceInOrder(srv!, r, a, N, t, why);
+  expectOneSession(r, a, why);
   const live = a.conns.filter((c) => c.state === 'open');
-  expect(live.length, 'sessions open at the server').toBe(1);
-  expect(a.conns.length, 'sessions the server opened (the winner and at most one race loser)').toBeLessThanOrEqual(2);
-  expect(a.closes.filter((x) => !/lost the race/.test(x)), 'sessions closed, race losers aside').toEqual([]);
   // The session ends on `expected`, at the page and at the server.
   expect(r.transport, why).toBe(expected);
   expect(r.transports[r.transports.length - 1], 'transport the page ended on: ' + r.transports.join(', ')).toBe(expected);
   expect(live[0].transport, 'transport of the session at the server').toBe(expected);
-  expect(t.errors, 'uncaught errors in the page; ' + why).toEqual([]);
   expect(first, 'time to the first message, measured in the page').not.toBeNull();
   // Through squid, not around it: the handshake of the session carries squid's Via header …
   expect(String(live[0].headers.via || ''), 'Via header of the session handshake (squid adds it); ' + why).toMatch(/squid/);
