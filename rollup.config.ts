@@ -20,10 +20,11 @@ const ts = (target: string, tsconfig = './tsconfig.browser.json') =>
 
 /**
  * Properties the IIFE may rename: every `_`-prefixed (private) member, and the members of the
- * internal Session, Race and Timers, which no page, option or custom transport ever sees (not `unacked`:
- * the session-lost event has a property of that name).
+ * internal Session, Race, Timers, the socket's links and the HTTP transports' helpers, which no
+ * page, option or custom transport ever sees (not `unacked`: the session-lost event has a property
+ * of that name; not `upgrade`: an option has that name). The Chromium suites run this build.
  */
-const IIFE_MANGLED = /^(_[a-zA-Z].*|receivedSeq|writtenSeq|bufferedBytes|bufferedCount|ackOwed|hasOutput|acked|rewind|limits|maxMessages|maxBytes|headStartOver|failures|started|live|lost|later|pending|cancel|cancelAll|wake)$/;
+const IIFE_MANGLED = /^(_[a-zA-Z].*|receivedSeq|writtenSeq|bufferedBytes|bufferedCount|ackOwed|hasOutput|acked|rewind|limits|maxMessages|maxBytes|headStartOver|failures|started|live|lost|later|pending|cancel|cancelAll|wake|dead|loser|own|due|busy|done|ready|fail|last|stop|line|bytes|count|index|probe)$/;
 
 /**
  * Sets build constants of src/build.ts for one artefact (e.g. `{ DEBUG: false }`): rollup and
@@ -89,7 +90,7 @@ const config: RollupOptions[] = [
   },
   {
     input: 'src/iife.ts',
-    plugins: [buildConstants({ FETCH: false, DEBUG: false }), es5Helpers, resolve({ browser: true }), cjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 2, pure_getters: true }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
+    plugins: [buildConstants({ FETCH: false, DEBUG: false }), es5Helpers, resolve({ browser: true }), cjs(), ts('ES5'), terser({ ecma: 5, compress: { passes: 3, pure_getters: true }, mangle: { properties: { regex: IIFE_MANGLED, reserved: ['__proto__'] } }, format: { comments: false } })],
     output: { file: 'dist/cometsocket.iife.min.js', format: 'iife', name: 'CometSocket' },
   },
   ...(['index', 'server'] as const).map(

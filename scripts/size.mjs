@@ -1,6 +1,7 @@
 // `npm run size`: min and gzip sizes of the IIFE and of ESM apps built from dist/, against the
 // budget in package.json ("sizeBudget", gzip bytes), then the peers' script-tag builds measured
-// the same way in the same run (devDependencies), with the ratio. Exits 1 above budget.
+// the same way in the same run (devDependencies), with the ratio. Exits 1 above budget, or when
+// the IIFE is not smaller than every peer's script-tag build.
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
@@ -82,7 +83,12 @@ if (import.meta.url === 'file://' + process.argv[1]) {
   console.log('\npeers (script-tag builds)'.padEnd(73) + 'min'.padStart(8) + 'gzip'.padStart(8) + 'brotli'.padStart(8) + '  ours/theirs (gzip)');
   for (const p of await peers()) {
     if (p.missing) console.log(p.what.padEnd(72) + '  not installed (npm install)');
-    else console.log(p.what.padEnd(72) + String(p.min).padStart(8) + String(p.gzip).padStart(8) + String(p.brotli).padStart(8) + '  ' + (ours / p.gzip).toFixed(2) + 'x');
+    else {
+      // The script-tag build must stay smaller than every peer's, measured in this run.
+      const bigger = ours >= p.gzip;
+      over ||= bigger;
+      console.log(p.what.padEnd(72) + String(p.min).padStart(8) + String(p.gzip).padStart(8) + String(p.brotli).padStart(8) + '  ' + (ours / p.gzip).toFixed(3) + 'x' + (bigger ? '  OURS IS NOT SMALLER' : ''));
+    }
   }
   process.exit(over ? 1 : 0);
 }

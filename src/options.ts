@@ -149,6 +149,6 @@ export function resolveOptions(o: SocketOptions, env: Pick<Env, 'log'>, fallback
   const debug = o.debug;
   r.log = typeof debug === 'function' ? debug : debug ? (m: string) => env.log(m) : null;
   // The production IIFE has no messages to write: say where they are, once.
-  if (!DEBUG && r.log) r.log('debug messages are in the development build: dist/cometsocket.iife.js, which the server serves as cometsocket.js');
+  if (!DEBUG && r.log) r.log('debug messages: load the development build, cometsocket.js');
   return r;
 }

@@ -180,7 +180,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (DEBUG && first > 0) log(this._o, 'starting with ' + this._list[first].name + ': it worked here last time');
     this._order = raceOrder(this._list.length, first);
     this._race = new Race(this._list.length);
-    this._timers.later('connect', () => this._raceLost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
+    this._timers.later('connect', () => this._lost({ code: CloseCode.HeartbeatTimeout, reason: 'connect timeout' }), this._o.connectTimeout);
     this._startNext();
     // Nothing remembered for this endpoint (a first visit): the first fallback starts together with
     // the first candidate, so a network that blocks WebSocket costs no head start and no failed
@@ -279,14 +279,8 @@ export class Socket extends EventEmitter<SocketEvents> {
     const race = this._race;
     if (!race) return;
     const now = race.failed();
-    if (race.lost()) this._raceLost(info);
+    if (race.lost()) this._lost(info);
     else if (now) this._startNext();
-  }
-
-  /** No candidate opened: the last one failed with `info`, or the connect timeout ran out. */
-  private _raceLost(info: TransportClose): void {
-    if (DEBUG) log(this._o, 'no transport opened: ' + info.reason);
-    this._lost(info);
   }
 
   // ---- receiving -----------------------------------------------------------------------------
@@ -431,7 +425,9 @@ export class Socket extends EventEmitter<SocketEvents> {
     else this._timers.later('beat', () => this._beat(), limit - idle);
   }
 
+  /** The session's transport failed, or no candidate opened (a race: the last one failed, or connectTimeout ran out). */
   private _lost(info: TransportClose): void {
+    if (DEBUG && this._race) log(this._o, 'no transport opened: ' + info.reason);
     this._closeAll();
     if (!isRetryable(info.code)) return this._finish(info.code, info.reason, false);
     const attempt = ++this._attempt;
