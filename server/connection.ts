@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { binaryLineLength, decodeBinary, decodeFrame, encodeFrame, FrameError, PROTOCOL_VERSION, type Frame } from '../src/frame';
 import { Receipt, Session, utf8Length } from '../src/session';
+import { truncate } from '../transports/http-server';
 import type { LinkedConnection, Refusal, ServerLink } from '../transports/server-types';
 import type { ResolvedServerOptions } from './options';
 
@@ -278,7 +279,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       // link ends with `code` once it is out (take()).
       this.state = 'closing';
       this.closing = [code, reason];
-      this.closeFrame = encodeFrame({ t: 'c', c: code, r: reason });
+      this.closeFrame = encodeFrame({ t: 'c', c: code, r: truncate(reason) });
       this.lastSeen = Date.now();
       if (link) link.notify();
     } else {

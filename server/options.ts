@@ -17,7 +17,7 @@ export interface ServerOptions {
   maxPayload?: number;
   /** Largest batch (request body or WebSocket message) a client may send, bytes. @default 2097152 */
   maxBatch?: number;
-  /** Most sessions at once; past it, handshakes get 503 / close 4429 with Retry-After. @default 10000 */
+  /** Most sessions and held upgrade probes at once, together; past it, handshakes get 503 / close 4429 with Retry-After. @default 10000 */
   maxSessions?: number;
   /** Most unacknowledged messages kept per session; past it the session closes with 4507. @default 4096 */
   maxBufferedMessages?: number;

@@ -13,6 +13,8 @@ const PING = encodeFrame({ t: 'p' });
 export class Probe implements LinkedConnection {
   link: ServerLink | null;
   readonly written = 0;
+  /** An HTTP link detaches a probe when its response ends (transports/http-link.ts). */
+  readonly probe = true;
   private pinged = false;
   private readonly timer: ReturnType<typeof setTimeout>;
 

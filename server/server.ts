@@ -12,7 +12,7 @@ import { Probe } from './probe';
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options';
 import { CLIENT_FILES, serveClient } from './serve-client';
 import { MemoryStore, type SessionStore } from './store';
-import { closeFrame, NO_CACHE, refuse } from '../transports/http-server';
+import { closeFrame, closeIfUnread, NO_CACHE, refuse } from '../transports/http-server';
 import { iframeStreamingServer } from '../transports/iframe-streaming/server';
 import { longPollingServer } from '../transports/long-polling/server';
 import { shortPollingServer } from '../transports/short-polling/server';
@@ -34,8 +34,11 @@ function randomId(): string {
 }
 
 function sameSecret(a: string, b: string | null): boolean {
-  if (b === null || a.length !== b.length) return false;
-  return timingSafeEqual(Buffer.from(a), Buffer.from(b));
+  if (b === null) return false;
+  // Compared as bytes: a string as long as the token may still be longer in UTF-8 (timingSafeEqual throws then).
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function parseAck(s: string | null): number {
@@ -50,7 +53,7 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
   private readonly sweep: ReturnType<typeof setInterval>;
   private readonly attached: Array<{ server: HttpServer; request: RequestListener; upgrade: (req: IncomingMessage, s: Duplex, h: Buffer) => void; others: RequestListener[] }> = [];
   private own: HttpServer | null = null;
-  /** Upgrade probes held open now (bounded like sessions). */
+  /** Upgrade probes held open now (they count against maxSessions with the sessions). */
   private probes = 0;
 
   constructor(options: ServerOptions = {}) {
@@ -151,11 +154,13 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
       }
     }
     if (req.method === 'OPTIONS') {
+      closeIfUnread(res);
       res.writeHead(204, { ...NO_CACHE, 'Access-Control-Allow-Methods': 'GET, POST', 'Access-Control-Allow-Headers': 'Content-Type', 'Access-Control-Max-Age': '600' });
       res.end();
       return true;
     }
     if (Object.prototype.hasOwnProperty.call(CLIENT_FILES, name)) {
+      closeIfUnread(res);
       if (this.options.serveClient) serveClient(name, req, res);
       else refuse(res, { status: 404, code: 4400, reason: 'the browser bundle is not served here (serveClient: false)' });
       return true;
@@ -164,7 +169,7 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     if (!t || !t.request) {
       req.resume();
       // Not 404: a client resuming on a transport this server leaves out must not take it for a lost session.
-      refuse(res, { status: 501, code: 4501, reason: 'transport not offered: ' + name });
+      refuse(res, { status: 501, code: 4501, reason: 'transport not offered: ' + name.slice(0, 32) });
     } else t.request(req, res, query, this);
     return true;
   }
@@ -174,9 +179,12 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     const route = this.route(req);
     if (!route) return false;
     const [name, query] = route;
+    // Node takes its own 'error' listener off a socket it hands to 'upgrade': without one, a client's
+    // reset while we write to it would be an uncaught exception.
+    socket.on('error', () => socket.destroy());
     const t = this.transports.get(name);
     if (!t || !t.upgrade) {
-      const body = closeFrame({ status: 501, code: 4501, reason: 'transport not offered: ' + name });
+      const body = closeFrame({ status: 501, code: 4501, reason: 'transport not offered: ' + name.slice(0, 32) });
       const headers = Object.entries(NO_CACHE).map(([k, v]) => k + ': ' + v + '\r\n').join('');
       socket.end('HTTP/1.1 501 Not Implemented\r\nConnection: close\r\n' + headers + 'Content-Type: text/plain; charset=UTF-8\r\nContent-Length: ' + Buffer.byteLength(body) + '\r\n\r\n' + body);
       return true;
@@ -197,9 +205,11 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
 
   handshake(query: URLSearchParams, req: IncomingMessage, link: ServerLink): LinkedConnection | Refusal {
     const v = query.get('v');
-    if (v !== '1') return { status: 400, code: 4400, reason: 'unsupported protocol version ' + v };
+    if (v !== '1') return { status: 400, code: 4400, reason: 'unsupported protocol version ' + (v === null ? v : v.slice(0, 16)) };
+    // Sessions and held probes share the one limit (PROTOCOL.md, "Upgrade probes").
+    const full = this.store.size + this.probes >= this.options.maxSessions;
     if (query.get('probe') === '1') {
-      if (this.probes >= this.options.maxSessions) return { status: 503, code: 4429, reason: 'too many probes', retryAfter: this.options.retryAfter };
+      if (full) return { status: 503, code: 4429, reason: 'too many sessions', retryAfter: this.options.retryAfter };
       this.probes++;
       // Held longer than any client waits for a probe's ping, so a buffering proxy never passes it in time.
       return new Probe(link, this.options.pingInterval + this.options.pingTimeout, () => this.probes--);
@@ -212,7 +222,7 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
       if (ack < 0) return { status: 400, code: 4400, reason: 'bad ack' };
       return conn.attach(link, ack, true) || conn;
     }
-    if (this.store.size >= this.options.maxSessions) {
+    if (full) {
       return { status: 503, code: 4429, reason: 'too many sessions', retryAfter: this.options.retryAfter };
     }
     const conn = new Connection(randomId(), randomId(), req, this.options, (c) => this.store.delete(c.id));

@@ -10,7 +10,7 @@
  * whatever a lost response carried is written again).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { closeFrame, handlePost, NO_CACHE, refuse as refuseWithStatus } from './http-server';
+import { closeFrame, closeIfUnread, handlePost, NO_CACHE, refuse as refuseWithStatus } from './http-server';
 import { isRefusal, type LinkedConnection, type Refusal, type ServerLink, type ServerTransport, type TransportHub } from './server-types';
 
 export interface HttpFormat {
@@ -106,6 +106,8 @@ class HttpLink implements ServerLink {
   private release(): void {
     this.res = null;
     clearTimeout(this.timer);
+    // A probe lives as long as its one response: it stops counting when that ends (PROTOCOL.md, "Upgrade probes").
+    if (this.conn && this.conn.probe) this.conn.detach(this);
   }
 }
 
@@ -140,6 +142,7 @@ function get(name: string, format: HttpFormat, mode: HttpMode, req: IncomingMess
 
 function refuseInBody(format: HttpFormat, query: URLSearchParams): (res: ServerResponse, r: Refusal) => void {
   return (res, r) => {
+    closeIfUnread(res);
     res.writeHead(200, { ...NO_CACHE, 'Content-Type': format.contentType });
     res.end(format.prelude(query) + format.batch(closeFrame(r), 0) + format.end);
   };

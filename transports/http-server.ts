@@ -9,9 +9,25 @@ export const NO_CACHE = {
   Pragma: 'no-cache',
 };
 
+/** A close reason fits in 123 bytes (PROTOCOL.md, "Frames"; a WebSocket close frame's limit too). */
+export function truncate(reason: string): string {
+  return Buffer.byteLength(reason) <= 123 ? reason : Buffer.from(reason).subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '');
+}
+
 /** The close frame of a refusal (with the retry delay in ms when it has one). */
 export function closeFrame(r: Refusal): string {
-  return encodeFrame(r.retryAfter !== undefined ? { t: 'c', c: r.code, r: r.reason, ra: r.retryAfter * 1000 } : { t: 'c', c: r.code, r: r.reason });
+  const reason = truncate(r.reason);
+  return encodeFrame(r.retryAfter !== undefined ? { t: 'c', c: r.code, r: reason, ra: r.retryAfter * 1000 } : { t: 'c', c: r.code, r: reason });
+}
+
+/**
+ * An answer (a refusal, mostly) given before the request's body was read to its end closes the
+ * connection after it: a body that never ends is then cut off, not drained until Node's requestTimeout.
+ */
+export function closeIfUnread(res: ServerResponse): void {
+  const req = res.req;
+  const body = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0;
+  if (body && !req.complete && !res.headersSent) res.setHeader('Connection', 'close');
 }
 
 /** Answer a refusal: its HTTP status, a close frame as the body, Retry-After when it has one. */
@@ -19,12 +35,24 @@ export function refuse(res: ServerResponse, r: Refusal): void {
   const body = closeFrame(r);
   const headers: Record<string, string | number> = { ...NO_CACHE, 'Content-Type': 'text/plain; charset=UTF-8', 'Content-Length': Buffer.byteLength(body) };
   if (r.retryAfter !== undefined) headers['Retry-After'] = r.retryAfter;
+  closeIfUnread(res);
   if (!res.headersSent) res.writeHead(r.status, headers);
   res.end(body);
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** `bytes` as a string, or null when they are not UTF-8. */
+export function decodeUtf8(bytes: Uint8Array): string | null {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
 /** Read a request body up to `max` bytes; calls back with null when it was larger (and stops reading). */
-export function readBody(req: IncomingMessage, max: number, done: (body: string | null) => void): void {
+export function readBody(req: IncomingMessage, max: number, done: (body: Buffer | null) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let over = false;
@@ -40,7 +68,7 @@ export function readBody(req: IncomingMessage, max: number, done: (body: string 
     chunks.push(c);
   });
   req.on('end', () => {
-    if (!over) done(Buffer.concat(chunks).toString('utf8'));
+    if (!over) done(Buffer.concat(chunks));
   });
   req.on('error', () => {
     over = true;
@@ -62,7 +90,9 @@ export function handlePost(req: IncomingMessage, res: ServerResponse, query: URL
       res.setHeader('Connection', 'close');
       return refuse(res, r);
     }
-    const r = conn.receive(body);
+    const text = decodeUtf8(body);
+    // Not UTF-8: malformed, like a frame that is not JSON (PROTOCOL.md, "Frames").
+    const r = text === null ? conn.fail({ status: 400, code: 4400, reason: 'a batch that is not UTF-8' }) : conn.receive(text);
     if (r) return refuse(res, r);
     res.writeHead(204, NO_CACHE);
     res.end();

@@ -43,6 +43,8 @@ export interface LinkedConnection {
   take(binary: boolean): string | Uint8Array;
   /** Whether a batch is waiting. */
   readonly hasOutput: boolean;
+  /** An upgrade probe (server/probe.ts): it lives as long as the one response carrying it. */
+  readonly probe?: boolean;
   /** A batch (or a binary message) arrived from the client. Returns a refusal when it broke the protocol or a limit. */
   receive(batch: string | Uint8Array): Refusal | null;
   /** A poll says the client holds everything up to `ack`: write the rest again. */

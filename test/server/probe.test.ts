@@ -1,6 +1,6 @@
 /**
  * Upgrade probes (PROTOCOL.md, "Upgrade probes"): a handshake with probe=1 gets one ping on its
- * transport, held open, and creates or touches no session; probes are bounded like sessions.
+ * transport, held open, and creates or touches no session; probes count against maxSessions with sessions.
  */
 import { request as httpRequest } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';

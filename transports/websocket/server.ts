@@ -1,16 +1,11 @@
 /** WebSocket transport, server side (the `ws` package): one text message per batch, one binary message per payload of bytes. */
 import { WebSocketServer, type WebSocket } from 'ws';
-import { closeFrame } from '../http-server';
+import { closeFrame, decodeUtf8, truncate } from '../http-server';
 import { isRefusal, type LinkedConnection, type Refusal, type ServerLink, type ServerTransport } from '../server-types';
 
 /** A close code `ws` accepts for ws.close(): ours (1000, 1001, 3000–4999) as they are, others as 1008. */
 function wsCode(code: number): number {
   return code === 1000 || code === 1001 || (code >= 3000 && code <= 4999) ? code : 1008;
-}
-
-/** A close reason fits in 123 bytes. */
-function truncate(reason: string): string {
-  return Buffer.byteLength(reason) <= 123 ? reason : Buffer.from(reason).subarray(0, 120).toString('utf8').replace(/\uFFFD$/, '');
 }
 
 /** Stop writing while this much waits in the socket; the session buffer (bounded) holds the rest. */
@@ -51,7 +46,7 @@ class WsLink implements ServerLink {
 /** The WebSocket transport's server half. */
 export function webSocketServer(): ServerTransport {
   let wss: WebSocketServer | null = null;
-  const server = (maxBatch: number): WebSocketServer => (wss ||= new WebSocketServer({ noServer: true, maxPayload: maxBatch, perMessageDeflate: false, clientTracking: true }));
+  const server = (maxBatch: number): WebSocketServer => (wss ||= new WebSocketServer({ noServer: true, maxPayload: maxBatch, perMessageDeflate: false, clientTracking: true, skipUTF8Validation: true }));
   return {
     name: 'websocket',
     refuseUpgrade(req, socket, head, r) {
@@ -71,8 +66,10 @@ export function webSocketServer(): ServerTransport {
         if (isRefusal(conn)) return link.refuse(conn);
         link.conn = conn;
         ws.on('message', (data, isBinary) => {
-          // binaryType 'nodebuffer' (the default): one Buffer per message.
-          const r = conn.receive(isBinary ? (data as Buffer) : data.toString());
+          // binaryType 'nodebuffer' (the default): one Buffer per message. A text message is checked
+          // here, not by `ws` (skipUTF8Validation): one that is not UTF-8 is malformed, 4400.
+          const text = isBinary ? '' : decodeUtf8(data as Buffer);
+          const r = text === null ? conn.fail({ status: 400, code: 4400, reason: 'a text message that is not UTF-8' }) : conn.receive(isBinary ? (data as Buffer) : text);
           // A refusal that ended the session (Connection.fail) has its close frame written through
           // the session's transport already; one that did not (a sequence gap: resume) ends this
           // socket with its close frame.
