@@ -124,6 +124,14 @@ export interface XhrLike {
 const FAILED: HttpResult = { status: 0, body: '', retryAfter: null };
 
 /**
+ * setTimeout with the delay clamped to the largest one hosts keep (2^31 - 1 ms, about 24.8 days):
+ * beyond it they fire at once, so `requestTimeout: Infinity` would time every request out at once.
+ */
+function later(fn: () => void, ms: number): ReturnType<typeof setTimeout> {
+  return setTimeout(fn, Math.min(ms, 0x7fffffff));
+}
+
+/**
  * Calls `done` once: with the result (`finish`), or with status 0 after `timeoutMs` (then
  * `abort` runs); `finish(null)` cancels. A timer of our own: XHR's `timeout` is not honoured by
  * every engine for every state.
@@ -136,7 +144,7 @@ function once(timeoutMs: number, done: (r: HttpResult) => void, abort: () => voi
     clearTimeout(timer);
     if (r) done(r);
   };
-  const timer = setTimeout(() => {
+  const timer = later(() => {
     finish(FAILED);
     abort();
   }, timeoutMs);
@@ -242,7 +250,7 @@ export function defaultEnv(overrides?: Partial<Env>): Env {
   const env: Env = {
     now: () => Date.now(),
     random: () => Math.random(),
-    setTimeout: (fn, ms) => setTimeout(fn, ms),
+    setTimeout: later,
     clearTimeout: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
     defer: deferrer(),
     WebSocket: g.WebSocket as WebSocketConstructor | undefined,

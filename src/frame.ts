@@ -95,6 +95,9 @@ export function encodeBatch(frames: readonly Frame[]): string {
   return out;
 }
 
+/** Base64 as a binary data frame carries it (padded, no line breaks). */
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
 function isSeq(n: unknown): n is number {
   return typeof n === 'number' && n >= 0 && n <= 9007199254740991 && Math.floor(n) === n;
 }
@@ -111,13 +114,13 @@ export function decodeFrame(line: string): Frame {
   const l = (t === 'o' && o.lim) as Record<string, unknown>;
   const ok =
     t === 'd'
-      ? isSeq(o.s) && o.s > 0 && typeof o.d === 'string' && (o.b === undefined || o.b === 1)
+      ? isSeq(o.s) && o.s > 0 && typeof o.d === 'string' && (o.b === undefined || (o.b === 1 && o.d.length % 4 === 0 && BASE64.test(o.d)))
       : t === 'a'
         ? isSeq(o.a)
         : t === 'c'
-          ? isSeq(o.c) && o.c <= 4999 && typeof o.r === 'string'
+          ? isSeq(o.c) && o.c <= 4999 && typeof o.r === 'string' && (o.ra === undefined || isSeq(o.ra))
           : t === 'o'
-            ? isSeq(o.v) && typeof o.sid === 'string' && typeof o.tok === 'string' && isSeq(o.hb) && isSeq(o.hto) && isSeq(o.ack) && !!l && isSeq(l.payload) && isSeq(l.batch) && isSeq(l.buffer)
+            ? isSeq(o.v) && typeof o.sid === 'string' && !!o.sid && typeof o.tok === 'string' && isSeq(o.hb) && o.hb > 0 && isSeq(o.hto) && isSeq(o.ack) && !!l && isSeq(l.payload) && isSeq(l.batch) && isSeq(l.buffer)
             : t === 'p' || t === 'P';
   if (!ok) throw new FrameError(typeof t === 'string' && 'dacop'.indexOf(t) >= 0 ? 'malformed frame of type ' + t : 'unknown frame type');
   return o as unknown as Frame;

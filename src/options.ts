@@ -141,11 +141,27 @@ const DEFAULTS = {
   rememberFor: 3600000,
 };
 
+/** Throws a TypeError saying `what` unless `ok`: bad arguments fail where they are given. */
+export function expect(ok: unknown, what: string): void {
+  if (!ok) throw new TypeError('cometsocket: ' + what);
+}
+
 export function resolveOptions(o: SocketOptions, env: Pick<Env, 'log'>, fallback: readonly Transport[] = []): ResolvedOptions {
   const r = { transports: o.transports || fallback, shouldRetry: o.shouldRetry || (() => true) } as ResolvedOptions;
+  const list = r.transports;
+  // Socket.IO takes transport names; this takes the transport values (so bundlers drop the rest).
+  for (let i = 0; i < list.length; i++) expect(list[i] && typeof list[i].open === 'function', 'transports[' + i + '] is not a transport: pass e.g. CometSocket.webSocket, not its name');
+  expect(typeof r.shouldRetry === 'function', 'shouldRetry must be a function');
   const given = o as Record<string, unknown>;
   const out = r as unknown as Record<string, unknown>;
-  for (const k in DEFAULTS) out[k] = given[k] === undefined ? DEFAULTS[k as keyof typeof DEFAULTS] : given[k];
+  for (const k in DEFAULTS) {
+    const d = DEFAULTS[k as keyof typeof DEFAULTS];
+    const v = given[k];
+    // A script-tag page has no types: a string, NaN or negative number would otherwise reach the
+    // timers (a NaN backoff reconnects in a tight loop).
+    expect(v === undefined || (typeof v === typeof d && (v as number) >= 0), 'option ' + k + ' must be a ' + (typeof d === 'number' ? 'number >= 0' : typeof d) + ', not ' + typeof v + ' ' + v);
+    out[k] = v === undefined ? d : v;
+  }
   const debug = o.debug;
   r.log = typeof debug === 'function' ? debug : debug ? (m: string) => env.log(m) : null;
   // The production IIFE has no messages to write: say where they are, once.

@@ -10,7 +10,7 @@ import { DEBUG } from './build';
 import { defaultEnv, httpUrl, type Env } from './env';
 import { decodeBatch, decodeBinary, encodeFrame, PROTOCOL_VERSION, type Frame, type Limits } from './frame';
 import { nextUpgrade, raceOrder, recall, remember, Race, supportedTransports } from './negotiate';
-import { resolveOptions, type ResolvedOptions, type SocketEvents, type SocketOptions, type SocketState } from './options';
+import { expect, resolveOptions, type ResolvedOptions, type SocketEvents, type SocketOptions, type SocketState } from './options';
 import { decodePayload, encodePayload, toArrayBuffer, type Payload } from './payload';
 import { Receipt, Session } from './session';
 import { Timers } from './timers';
@@ -40,6 +40,8 @@ interface Link {
   own?: [string, string];
   /** Lost the race: kept until its own open frame arrives (see _onOpen), or connectTimeout. */
   loser?: unknown;
+  /** The race this link runs in: a loser of an earlier race that fails later does not count in the next. */
+  race?: Race;
 }
 
 type TimerName = 'race' | 'connect' | 'retry' | 'beat' | 'ack' | 'upgrade' | 'probe';
@@ -77,6 +79,8 @@ export class Socket extends EventEmitter<SocketEvents> {
    */
   private _avoid: Record<number, boolean> = {};
   private _lastHeard = 0;
+  /** When the current transport opened (0: none since the last loss): backoff restarts only after a stable one. */
+  private _openedAt = 0;
   private _pongOwed = false;
   /** A flush is scheduled for the end of this task: sends of one task go out as one batch. */
   private _queued = false;
@@ -90,6 +94,7 @@ export class Socket extends EventEmitter<SocketEvents> {
    */
   constructor(url: string, options: SocketOptions = {}, fallback?: readonly Transport[]) {
     super();
+    expect(typeof url === 'string', 'url must be a string');
     const env = (this._env = defaultEnv(options.env));
     const o = (this._o = resolveOptions(options, env, fallback));
     if (options.WebSocket) env.WebSocket = options.WebSocket;
@@ -103,7 +108,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       probeTimeout: o.probeTimeout,
       pollInterval: o.pollInterval,
       get holdTimeout() {
-        return self._hb + self._hto + o.requestTimeout;
+        return Math.min(self._hb + self._hto + o.requestTimeout, 0x7fffffff);
       },
     };
     this._timers = new Timers(env);
@@ -139,6 +144,7 @@ export class Socket extends EventEmitter<SocketEvents> {
   /** Close the session for good. `code` is 1000 or 3000–4999. */
   close(code: number = CloseCode.Normal, reason = ''): void {
     if (code !== 1000 && (code < 3000 || code > 4999)) throw new RangeError('cometsocket: close code must be 1000 or 3000-4999');
+    if (this.state === 'closed') return;
     const link = this._current;
     const bye = encodeFrame({ t: 'c', c: code, r: reason });
     if (link && link.t) {
@@ -197,7 +203,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     const i = race.start();
     if (i < 0) return;
     const name = this._list[this._order[i]].name;
-    this._openLink(this._order[i], false);
+    this._openLink(this._order[i], false).race = race;
     if (this._race === race && race.headStartOver()) {
       this._timers.later('race', () => {
         if (DEBUG) log(this._o, name + ': no open frame within its ' + this._o.headStart + ' ms head start; next candidate alongside');
@@ -277,7 +283,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       return this._lost(info);
     }
     const race = this._race;
-    if (!race) return;
+    if (!race || link.race !== race) return;
     const now = race.failed();
     if (race.lost()) this._lost(info);
     else if (now) this._startNext();
@@ -319,7 +325,7 @@ export class Socket extends EventEmitter<SocketEvents> {
       }
       if (f.t === 'd') {
         const r = this._session.receive(f);
-        if (r === Receipt.Deliver) this.emit('message', bytes ? toArrayBuffer(bytes) : decodePayload(f.d, f.b === 1));
+        if (r === Receipt.Deliver) this._emit('message', bytes ? toArrayBuffer(bytes) : decodePayload(f.d, f.b === 1));
         else if (r === Receipt.Gap) this._onLinkClosed(link, { code: 1002, reason: 'sequence gap' });
       } else if (f.t === 'a') {
         if (this._session.acked(f.a) < 0) this._onLinkClosed(link, { code: 1002, reason: 'ack beyond what was sent' });
@@ -367,18 +373,22 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (DEBUG && prev) log(this._o, 'moved from ' + prev.name + ' to ' + link.name);
     if (DEBUG) log(this._o, link.name + ' carries session ' + f.sid + (resumed ? ' (resumed, server has ' + f.ack + ')' : ''));
     this._current = link;
-    this._attempt = 0;
+    this._openedAt = this._env.now();
     this._tried = -1;
     if (link.index === 0) this._upgrades = 0;
     if (this._o.rememberFor > 0) remember(this._env.storage, this._key(), link.name, this._env.now(), this._o.rememberFor);
     this.state = 'open';
-    this._beat();
     this._scheduleUpgrade();
-    if (this.transport !== link.name) this.emit('transport', (this.transport = link.name));
-    if (!resumed) this.emit('open');
-    else if (was === 'reconnecting') this.emit('resume');
+    // A listener may close the socket: nothing is emitted after that.
+    if (this.transport !== link.name) this._emit('transport', (this.transport = link.name));
+    if (link === this._current) {
+      if (!resumed) this._emit('open');
+      else if (was === 'reconnecting') this._emit('resume');
+    }
     this._drained();
     this._flush();
+    // Last: a heartbeat already due (a server announcing hb + hto = 0) ends the link after 'open'.
+    this._beat();
   }
 
   private _onServerClose(link: Link, code: number, reason: string, retryAfter?: number): void {
@@ -391,9 +401,9 @@ export class Socket extends EventEmitter<SocketEvents> {
 
   /** After an acknowledgement (an ack frame, or a resume's open frame): 'drain' when half the room is free. */
   private _drained(): void {
-    if (this._full && this._session.bufferedCount() * 2 <= this._o.maxBufferedMessages && this._session.bufferedBytes * 2 <= this._o.maxBufferedBytes) {
+    if (this._full && this.state !== 'closed' && this._session.bufferedCount() * 2 <= this._o.maxBufferedMessages && this._session.bufferedBytes * 2 <= this._o.maxBufferedBytes) {
       this._full = false;
-      this.emit('drain');
+      this._emit('drain');
     }
   }
 
@@ -430,15 +440,20 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (DEBUG && this._race) log(this._o, 'no transport opened: ' + info.reason);
     this._closeAll();
     if (!isRetryable(info.code)) return this._finish(info.code, info.reason, false);
+    // Backoff restarts only after a transport that stayed up for backoffCap: a server that accepts
+    // and drops every session at once gets ever longer waits, not a reconnect every backoffBase.
+    if (this._openedAt && this._env.now() - this._openedAt >= this._o.backoffCap) this._attempt = 0;
+    this._openedAt = 0;
     const attempt = ++this._attempt;
     if (attempt > this._o.maxAttempts || !this._o.shouldRetry({ code: info.code, reason: info.reason, attempt })) {
       return this._finish(CloseCode.RetriesExhausted, 'gave up after ' + (attempt - 1) + ' attempts: ' + info.reason, false);
     }
-    const delay = Math.max(backoffDelay(attempt, { base: this._o.backoffBase, cap: this._o.backoffCap }, this._env.random()), info.retryAfter || 0);
+    // The server's retry-after is honoured up to an hour.
+    const delay = Math.max(backoffDelay(attempt, { base: this._o.backoffBase, cap: this._o.backoffCap }, this._env.random()), Math.min(info.retryAfter || 0, 3600000));
     this.state = 'reconnecting';
     if (DEBUG) log(this._o, 'reconnect #' + attempt + ' in ' + delay + ' ms after ' + info.code + ' ' + info.reason);
     this._timers.later('retry', () => this._negotiate(), delay);
-    this.emit('reconnecting', { attempt, delay, code: info.code, reason: info.reason });
+    this._emit('reconnecting', { attempt, delay, code: info.code, reason: info.reason });
   }
 
   private _sessionLost(info: TransportClose): void {
@@ -448,7 +463,7 @@ export class Socket extends EventEmitter<SocketEvents> {
     this.id = this._tok = '';
     this._session = this._newSession();
     this.state = 'reconnecting';
-    this.emit('session-lost', { unacked, code: info.code, reason: info.reason });
+    this._emit('session-lost', { unacked, code: info.code, reason: info.reason });
     this._drained();
     if ((this.state as SocketState) !== 'closed') this._negotiate();
   }
@@ -502,6 +517,21 @@ export class Socket extends EventEmitter<SocketEvents> {
     this.state = 'closed';
     this.transport = null;
     if (DEBUG) log(this._o, 'closed: ' + code + ' ' + reason);
-    this.emit('close', { code, reason, wasClean });
+    this._emit('close', { code, reason, wasClean });
+  }
+
+  /**
+   * Emit to the page's listeners. One that throws does not break the socket (a batch half
+   * delivered, an 'open' never emitted): its error is thrown again from a timer, where the page's
+   * error handler sees it, as a browser does for WebSocket listeners.
+   */
+  private _emit(event: keyof SocketEvents, arg?: unknown): void {
+    try {
+      (this.emit as (e: string, a?: unknown) => boolean)(event, arg);
+    } catch (e) {
+      this._env.setTimeout(() => {
+        throw e;
+      }, 0);
+    }
   }
 }

@@ -23,6 +23,8 @@ export class Timers<Name extends string> {
       delete this._t[name];
       fn();
     };
+    // Hosts fire a delay over 2^31 - 1 ms at once; a heartbeat a server announced as 2^40 ms waits the most they keep.
+    ms = Math.min(ms, 0x7fffffff);
     this._t[name] = { id: this._env.setTimeout(run, ms), due: this._env.now() + ms, fn: run };
   }
 

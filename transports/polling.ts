@@ -16,7 +16,10 @@ export function polling(name: string, short: boolean): Transport['open'] {
       const poll = (handshake: boolean): void => {
         abort = env.request!('GET', endpoint(s.url, name, hooks.query(handshake)), null, handshake || short ? s.requestTimeout : s.holdTimeout, (res) => {
           abort = null;
-          if (res.status !== 200) return r.fail(httpClose(res, 'poll'));
+          // 2xx is success (PROTOCOL.md, "HTTP status codes"); a 204 is an empty batch.
+          if (res.status < 200 || res.status > 299) return r.fail(httpClose(res, 'poll'));
+          // A handshake always carries the open frame: an empty one is not our server.
+          if (handshake && !res.body) return r.fail({ code: 1002, reason: 'empty handshake' });
           hooks.data(res.body);
           if (handshake) r.ready();
           if (r.done || abort) return;

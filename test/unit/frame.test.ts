@@ -75,9 +75,10 @@ describe('encodeFrame / decodeFrame', () => {
       fc.property(
         fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
         fc.string({ unit: 'binary', maxLength: 50 }),
+        fc.uint8Array({ maxLength: 50 }),
         fc.boolean(),
-        (s, d, b) => {
-          const f: DataFrame = b ? { t: 'd', s, d, b: 1 } : { t: 'd', s, d };
+        (s, text, bytes, b) => {
+          const f: DataFrame = b ? { t: 'd', s, d: Buffer.from(bytes).toString('base64'), b: 1 } : { t: 'd', s, d: text };
           const line = encodeFrame(f);
           expect(line).not.toContain('\n');
           expect(decodeFrame(line)).toEqual(f);
@@ -127,9 +128,10 @@ describe('encodeBatch / decodeBatch', () => {
       .record({
         s: fc.integer({ min: 1, max: 1e9 }),
         d: fc.oneof(fc.string({ unit: 'binary', maxLength: 20 }), fc.constantFrom('\n', 'a\nb', '\\n', '"\n"')),
+        bytes: fc.uint8Array({ maxLength: 20 }),
         b: fc.boolean(),
       })
-      .map(({ s, d, b }): DataFrame => (b ? { t: 'd', s, d, b: 1 } : { t: 'd', s, d }));
+      .map(({ s, d, bytes, b }): DataFrame => (b ? { t: 'd', s, d: Buffer.from(bytes).toString('base64'), b: 1 } : { t: 'd', s, d }));
     const ack = fc.nat().map((a): AckFrame => ({ t: 'a', a }));
     const close = fc
       .record({ c: fc.integer({ min: 0, max: 4999 }), r: fc.string({ maxLength: 20 }) })
@@ -185,6 +187,9 @@ describe('decodeFrame rejects malformed input with FrameError (code 4400)', () =
     ['data b=true', '{"t":"d","s":1,"d":"x","b":true}'],
     ['data b="1"', '{"t":"d","s":1,"d":"x","b":"1"}'],
     ['data b=null', '{"t":"d","s":1,"d":"x","b":null}'],
+    ['binary data whose d is not base64', '{"t":"d","s":1,"d":"!!","b":1}'],
+    ['binary data whose d is unpadded base64', '{"t":"d","s":1,"d":"AAE","b":1}'],
+    ['binary data whose d has a line break', '{"t":"d","s":1,"d":"AAEC\\n/w==","b":1}'],
     // ack frames
     ['ack without a', '{"t":"a"}'],
     ['ack negative', '{"t":"a","a":-1}'],
@@ -199,6 +204,9 @@ describe('decodeFrame rejects malformed input with FrameError (code 4400)', () =
     ['close code as string', '{"t":"c","c":"1000","r":"x"}'],
     ['close missing reason', '{"t":"c","c":1000}'],
     ['close numeric reason', '{"t":"c","c":1000,"r":1}'],
+    ['close retry-after as string', '{"t":"c","c":4429,"r":"","ra":"soon"}'],
+    ['close negative retry-after', '{"t":"c","c":4429,"r":"","ra":-5}'],
+    ['close float retry-after', '{"t":"c","c":4429,"r":"","ra":1.5}'],
   ];
   for (const [name, line] of bad) {
     it(name, () => {
@@ -227,6 +235,8 @@ describe('decodeFrame rejects malformed input with FrameError (code 4400)', () =
   const wrongTypes: Array<[string, unknown]> = [
     ['v', '1'],
     ['sid', 1],
+    ['sid', ''],
+    ['hb', 0],
     ['tok', null],
     ['hb', -1],
     ['hto', 1.5],
