@@ -73,7 +73,10 @@ export interface SocketOptions {
   backoffBase?: number;
   /** Largest reconnect window, ms. @default 15000 */
   backoffCap?: number;
-  /** Reconnect attempts before giving up with close code 4100. @default Infinity */
+  /**
+   * Reconnect attempts before giving up with close code 4100. Counted, like the backoff window,
+   * since a transport last stayed open for `backoffCap`. @default Infinity
+   */
   maxAttempts?: number;
   /** Return false to stop reconnecting after this failure. @default always retry retryable codes */
   shouldRetry?: (info: { code: number; reason: string; attempt: number }) => boolean;
