@@ -304,6 +304,30 @@ describe('defects found by a hostile-server audit, fixed', () => {
     r.sock.close();
     expect(r.net.calls.slice(n)).toEqual([]);
   });
+
+  it('a server that accepts and drops every session at once (was: attempt 1 after every open, a reconnect every backoffBase) → the backoff grows; a transport that stayed open for backoffCap starts it again', () => {
+    const r = rig();
+    const seen: Array<[number, number]> = [];
+    r.sock.on('reconnecting', (i) => seen.push([i.attempt, i.delay]));
+    for (let k = 0; k < 5; k++) {
+      r.feed(r.last(), open(k ? { r: 1 } : {}));
+      r.drop();
+      r.clock.advance(seen[seen.length - 1][1] + 1); // the next attempt starts
+    }
+    // random 0.5: half of min(15000, 500 * 2^(n-1)).
+    expect(seen).toEqual([[1, 250], [2, 500], [3, 1000], [4, 2000], [5, 4000]]);
+    r.feed(r.last(), open({ r: 1 }));
+    r.clock.advance(14999);
+    r.feed(r.last(), '{"t":"p"}');
+    r.drop();
+    expect(seen[5]).toEqual([6, 7500]);
+    r.clock.advance(7501);
+    r.feed(r.last(), open({ r: 1 }));
+    r.clock.advance(15000);
+    r.feed(r.last(), '{"t":"p"}');
+    r.drop();
+    expect(seen[6]).toEqual([1, 250]);
+  });
 });
 
 describe('behaves (hostile input the client handles)', () => {
