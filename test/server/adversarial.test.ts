@@ -8,7 +8,7 @@
  * in try/catch (a throw there is an uncaught exception under `listen()`), and an upgrade socket
  * whose unhandled 'error' events are recorded instead of thrown.
  */
-import { createServer as createHttpServer, request } from 'node:http';
+import { createServer as createHttpServer, request, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, type AddressInfo, type Socket as NetSocket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -78,6 +78,23 @@ function getAndAbort(url: string, until = /./): Promise<string> {
 
 const UPGRADE = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
 
+
+/**
+ * The 'error' events of upgrade sockets that nobody listens to, recorded instead of thrown: under
+ * listen() each would be an uncaught exception, which would end the test worker.
+ */
+function unhandledUpgradeErrors(http: HttpServer): unknown[] {
+  const unhandled: unknown[] = [];
+  http.prependListener('upgrade', (_req, socket: Duplex) => {
+    const emit = socket.emit;
+    socket.emit = function (this: Duplex, ev: string | symbol, ...args: unknown[]): boolean {
+      if (ev === 'error' && this.listenerCount('error') === 0) return unhandled.push(args[0]), false;
+      return emit.call(this, ev, ...args);
+    } as typeof socket.emit;
+  });
+  return unhandled;
+}
+
 describe('crashes', () => {
   // Was: server.ts sameSecret() compared UTF-16 lengths, then timingSafeEqual threw RangeError on
   // buffers of different byte lengths. Anyone can open a session to learn a valid sid, so two
@@ -109,14 +126,7 @@ describe('crashes', () => {
   // uncaught ECONNRESET (a crash under listen()). Same for the 403 branch without refuseUpgrade.
   it('an upgrade to a path that names no transport, then a TCP reset, emits no unhandled socket error', async () => {
     const s = await serve(FAST);
-    const unhandled: unknown[] = [];
-    s.http.prependListener('upgrade', (_req, socket: Duplex) => {
-      const emit = socket.emit;
-      socket.emit = function (this: Duplex, ev: string | symbol, ...args: unknown[]): boolean {
-        if (ev === 'error' && this.listenerCount('error') === 0) return unhandled.push(args[0]), false;
-        return emit.call(this, ev, ...args);
-      } as typeof socket.emit;
-    });
+    const unhandled = unhandledUpgradeErrors(s.http);
     for (const path of ['/rt/nope', '/rt/long-polling?v=1', '/rt/nope', '/rt/sse?v=1']) {
       const t = tcp(s.port);
       t.c.write(UPGRADE(path), () => t.c.resetAndDestroy());
@@ -128,14 +138,7 @@ describe('crashes', () => {
 
   it('an upgrade refused for its Origin by a transport without refuseUpgrade, then a TCP reset, emits no unhandled socket error', async () => {
     const s = await serve({ ...FAST, allowedOrigins: ['http://good.example'], transports: [{ name: 'custom', upgrade: () => {} }] });
-    const unhandled: unknown[] = [];
-    s.http.prependListener('upgrade', (_req, socket: Duplex) => {
-      const emit = socket.emit;
-      socket.emit = function (this: Duplex, ev: string | symbol, ...args: unknown[]): boolean {
-        if (ev === 'error' && this.listenerCount('error') === 0) return unhandled.push(args[0]), false;
-        return emit.call(this, ev, ...args);
-      } as typeof socket.emit;
-    });
+    const unhandled = unhandledUpgradeErrors(s.http);
     for (let i = 0; i < 3; i++) {
       const t = tcp(s.port);
       t.c.write(UPGRADE('/rt/custom').replace('Host: x\r\n', 'Host: x\r\nOrigin: http://evil.example\r\n'), () => t.c.resetAndDestroy());
