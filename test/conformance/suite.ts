@@ -277,6 +277,8 @@ const MALFORMED: Array<[string, string]> = [
   ['a data frame with a number as d', '{"t":"d","s":1,"d":7}'],
   ['an ack frame without a', '{"t":"a"}'],
   ['a close frame without r', '{"t":"c","c":1000}'],
+  ['a binary data frame whose d is not base64', '{"t":"d","s":1,"d":"!!","b":1}'],
+  ['a binary data frame whose d is unpadded base64', '{"t":"d","s":1,"d":"AAE","b":1}'],
 ];
 
 const refusals: Check[] = [
@@ -309,11 +311,12 @@ const refusals: Check[] = [
     }
     await expectServing(io, 'malformed frames');
   }),
-  check('Frames', 'a malformed frame on websocket gets one close frame 4400 as the last frame, close code 4400, and ends the session', async (io) => {
-    for (const line of ['{"t":"x"}', 'not json', '{"t":"d","s":1}']) {
+  check('Frames', 'a malformed frame on websocket (also a text message that is not UTF-8) gets one close frame 4400 as the last frame, close code 4400, and ends the session', async (io) => {
+    // The last: a text message that is not UTF-8 (PROTOCOL.md, "Frames": malformed).
+    for (const line of ['{"t":"x"}', 'not json', '{"t":"d","s":1}', Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d])]) {
       const s = await WsSession.handshake(io);
       const from = s.client.messages.length;
-      s.client.send(line);
+      s.client.send(line, true);
       await expectWsClosedWith(io, s.client, from, 4400, 'websocket message ' + line, 'Frames');
       await expectSessionGone(io, s, null, 'a malformed websocket frame');
     }

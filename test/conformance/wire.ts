@@ -305,9 +305,10 @@ export class WsClient {
     return this.closed!;
   }
 
-  send(data: string | Buffer): void {
+  /** `asText`: bytes sent as a text message (e.g. to send one that is not UTF-8). */
+  send(data: string | Buffer, asText = false): void {
     if (this.ws.readyState !== WebSocket.OPEN) throw new CheckFailed('cannot send: the WebSocket is no longer open (closed ' + show(this.closed) + ')');
-    this.ws.send(data, { binary: typeof data !== 'string' });
+    this.ws.send(data, { binary: typeof data !== 'string' && !asText });
   }
 
   /** Every frame received so far, in order, each with the index of its message. */
