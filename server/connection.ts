@@ -141,14 +141,15 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   }
 
   take(): string;
+  take(binary: false, max: number): string;
   take(binary: boolean): string | Uint8Array;
-  take(binary = false): string | Uint8Array {
+  take(binary = false, max = Infinity): string | Uint8Array {
     let out = this.ctrl.join('\n');
     this.ctrl = [];
     if (this.ackTimer) clearTimeout(this.ackTimer), (this.ackTimer = undefined);
     // On a binary link control frames go alone, so they never wait behind a binary message.
     if (!binary || !out) {
-      const data = this.session.take(this.o.maxBatch, binary);
+      const data = this.session.take(Math.min(this.o.maxBatch, max), binary);
       if (typeof data !== 'string') return data;
       if (data) out = out ? out + '\n' + data : data;
     }
@@ -251,12 +252,26 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
         link.end(-1);
       } else if (now - this.lastPing >= o.pingInterval - sweepEvery) {
         this.lastPing = now;
-        this.ctrl.push(PING);
+        // At most one ping waits: a link that does not collect them (no poll, a WebSocket behind
+        // backpressure) does not pile them up.
+        if (this.ctrl.indexOf(PING) < 0) this.ctrl.push(PING);
         link.notify();
       }
     } else if (now - this.since > o.sessionTimeout) {
       this.end(4408, 'session expired', false);
     }
+  }
+
+  /**
+   * The server is shutting down (RtServer.close, after close()): a close frame still waiting for
+   * its client (between polls, behind backpressure) is not waited for; the session ends now.
+   */
+  drop(): void {
+    if (this.state !== 'closing') return;
+    const link = this.link;
+    const [code, reason] = this.closing;
+    this.gone();
+    if (link) link.end(code, reason);
   }
 
   private scheduleAck(): void {

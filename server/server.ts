@@ -83,6 +83,10 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     return this.options.streamLimit;
   }
 
+  get drainTimeout(): number {
+    return this.options.pingInterval + this.options.pingTimeout;
+  }
+
   /** Open sessions. */
   get clientsCount(): number {
     return this.store.size;
@@ -242,6 +246,9 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
   close(done?: () => void): void {
     clearInterval(this.sweep);
     for (const c of Array.from(this.store.values())) c.close(1001, 'server shutting down');
+    // A held response or a WebSocket got its close frame just now; the sessions left (between
+    // polls, behind backpressure) end without it: no sweep will ever remove them.
+    for (const c of Array.from(this.store.values())) c.drop();
     for (const t of this.transports.values()) if (t.close) t.close();
     for (const a of this.attached) {
       a.server.removeListener('request', a.request);

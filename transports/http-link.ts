@@ -40,6 +40,8 @@ class HttpLink implements ServerLink {
   private res: ServerResponse | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private sent = 0;
+  /** Responses ended but not yet read by their client (see `finish`). */
+  private readonly undrained = new Set<ServerResponse>();
 
   constructor(
     readonly name: string,
@@ -77,14 +79,22 @@ class HttpLink implements ServerLink {
     const c = this.conn;
     if (!res || !c) return;
     if (c.link !== this) return this.finish();
-    const b = c.take();
-    if (b || this.mode !== 'stream') {
+    if (this.mode !== 'stream') {
+      res.write(this.format.batch(c.take(), c.written));
+      return this.finish();
+    }
+    // A stream writes all that waits, batch after batch, until it reaches streamLimit. A batch is
+    // cut at what the limit leaves, so the stream passes it by one frame at most (as formatted:
+    // iframe-streaming's escaping can make that last batch up to 6 times longer).
+    const limit = this.hub.streamLimit;
+    while (c.link === this && c.hasOutput && this.sent < limit) {
+      const b = c.take(false, limit - this.sent);
+      if (!b) break;
       const chunk = this.format.batch(b, c.written);
       res.write(chunk);
       this.sent += Buffer.byteLength(chunk);
     }
-    if (this.mode !== 'stream') this.finish();
-    else if (this.sent >= this.hub.streamLimit) this.finish(this.format.end);
+    if (this.sent >= limit) this.finish(this.format.end);
   }
 
   /** End the held response (with `tail` written last). */
@@ -93,13 +103,24 @@ class HttpLink implements ServerLink {
     if (!res) return;
     this.release();
     res.end(tail);
+    if (res.destroyed) return;
+    // Until its client reads it, an ended response keeps its socket and unsent bytes: one not read
+    // within hb + hto is dropped (PROTOCOL.md, "HTTP transports"), as is a dead peer's (end(-1)).
+    const timer = setTimeout(() => res.destroy(), this.hub.drainTimeout);
+    const drained = (): void => {
+      clearTimeout(timer);
+      this.undrained.delete(res);
+    };
+    res.on('finish', drained);
+    res.on('close', drained);
+    this.undrained.add(res);
   }
 
   end(code?: number): void {
     const res = this.res;
-    if (code !== undefined && code < 0 && res) {
-      this.release();
-      res.destroy();
+    if (code !== undefined && code < 0) {
+      for (const r of Array.from(this.undrained)) r.destroy();
+      if (res) this.release(), res.destroy();
     } else this.finish(this.format.end);
   }
 

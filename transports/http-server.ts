@@ -1,7 +1,7 @@
 /** Shared by the HTTP transports, server side: responses, refusals, and the POST half. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { encodeFrame } from '../src/frame';
-import { isRefusal, type Refusal, type TransportHub } from './server-types';
+import { isRefusal, type LinkedConnection, type Refusal, type TransportHub } from './server-types';
 
 /** Headers every transport response carries: never cached, never transformed by a proxy. */
 export const NO_CACHE = {
@@ -51,8 +51,11 @@ export function decodeUtf8(bytes: Uint8Array): string | null {
   }
 }
 
-/** Read a request body up to `max` bytes; calls back with null when it was larger (and stops reading). */
-export function readBody(req: IncomingMessage, max: number, done: (body: Buffer | null) => void): void {
+/**
+ * Read a request body up to `max` bytes; calls back with null when it was larger (and stops reading).
+ * Returns a function that stops reading (without calling back) and lets go of what was read.
+ */
+export function readBody(req: IncomingMessage, max: number, done: (body: Buffer | null) => void): () => void {
   const chunks: Buffer[] = [];
   let size = 0;
   let over = false;
@@ -73,7 +76,14 @@ export function readBody(req: IncomingMessage, max: number, done: (body: Buffer 
   req.on('error', () => {
     over = true;
   });
+  return () => {
+    over = true;
+    chunks.length = 0;
+  };
 }
+
+/** The POST whose body is being read, per session (one at a time): how to cut it. */
+const reading = new WeakMap<LinkedConnection, () => void>();
 
 /** POST `${path}/${transport}?sid&tok`: a batch of client frames. 204 on success. */
 export function handlePost(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, hub: TransportHub): void {
@@ -82,8 +92,18 @@ export function handlePost(req: IncomingMessage, res: ServerResponse, query: URL
     req.resume();
     return refuse(res, conn);
   }
-  conn.touch();
-  readBody(req, hub.maxBatch, (body) => {
+  const cut = reading.get(conn);
+  if (cut) {
+    // Like a second GET: the client sends one POST at a time, so the one still being read is
+    // cut (one the network stalled never holds the session) and this one is refused (409 / 4409,
+    // PROTOCOL.md "HTTP transports"); neither body is read further (Connection: close).
+    cut();
+    return refuse(res, { status: 409, code: 4409, reason: 'another POST is being read for this session' });
+  }
+  // A closing session's deadline runs from its close: a client that keeps POSTing does not extend it.
+  if (conn.state === 'open') conn.touch();
+  const stop = readBody(req, hub.maxBatch, (body) => {
+    reading.delete(conn);
     if (body === null) {
       const r: Refusal = { status: 413, code: 4413, reason: 'batch larger than ' + hub.maxBatch + ' bytes' };
       conn.fail(r);
@@ -96,5 +116,14 @@ export function handlePost(req: IncomingMessage, res: ServerResponse, query: URL
     if (r) return refuse(res, r);
     res.writeHead(204, NO_CACHE);
     res.end();
+  });
+  const cutThis = (): void => {
+    reading.delete(conn);
+    stop();
+    refuse(res, { status: 409, code: 4409, reason: 'a newer POST arrived for this session' });
+  };
+  reading.set(conn, cutThis);
+  res.on('close', () => {
+    if (reading.get(conn) === cutThis) reading.delete(conn);
   });
 }

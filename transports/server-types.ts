@@ -36,6 +36,8 @@ export interface ServerLink {
 export interface LinkedConnection {
   /** The next batch to write ('' when nothing is waiting). */
   take(): string;
+  /** For a stream near its byte limit: the next batch, its data frames `max` bytes at most (but at least one). */
+  take(binary: false, max: number): string;
   /**
    * For a link that carries binary messages: the next batch, or the bytes of one binary message
    * (PROTOCOL.md, "Binary messages").
@@ -43,6 +45,8 @@ export interface LinkedConnection {
   take(binary: boolean): string | Uint8Array;
   /** Whether a batch is waiting. */
   readonly hasOutput: boolean;
+  /** 'closing' while the session's close frame waits to be collected: client frames are ignored. */
+  readonly state?: 'open' | 'closing' | 'closed';
   /** An upgrade probe (server/probe.ts): it lives as long as the one response carrying it. */
   readonly probe?: boolean;
   /** A batch (or a binary message) arrived from the client. Returns a refusal when it broke the protocol or a limit. */
@@ -69,6 +73,8 @@ export interface TransportHub {
   readonly pollTimeout: number;
   /** Bytes after which a streaming response is ended so the client reopens it. */
   readonly streamLimit: number;
+  /** `hb + hto`, ms: how long an ended response may wait for its client to read it before it is dropped. */
+  readonly drainTimeout: number;
   /** Whether `origin` may use this server (for transports that learn it from the query). */
   originAllowed(origin: string, req: IncomingMessage): boolean;
   /** Open or resume the session the handshake query names, carried by `link`. */

@@ -32,6 +32,7 @@ import {
   expectRefusal,
   fail,
   HTTP_TRANSPORTS,
+  httpUnfinished,
   mediaType,
   parseBatch,
   parseBody,
@@ -394,6 +395,21 @@ const refusals: Check[] = [
     await s.send(['after the conflict']);
     await s.until(() => s.received >= 1, 'the echo after the conflict');
     s.expectEchoes(['after the conflict'], 'after a 409');
+  }),
+  check(HTTP, 'a second POST while one is still being read gets 409/4409, the one being read is cut, the session goes on', async (io) => {
+    const s = await HttpSession.handshake(io, 'long-polling');
+    // A POST whose body never ends: the server is still reading it when the second one arrives.
+    const first = httpUnfinished(io.scope, 'POST', s.postUrl, io.headers(undefined, { 'Content-Type': 'text/plain;charset=UTF-8', 'Content-Length': '1000' }));
+    first.req.write('{"t":"P"}\n');
+    await sleep(200);
+    const second = await io.http('POST', s.postUrl, { body: '{"t":"P"}' });
+    expectRefusal(second, 409, 4409, 'a second POST while one is being read', HTTP);
+    const got = await Promise.race([first.answered, sleep(2000).then(() => -1)]);
+    if (got === -1) fail('the POST being read when a second one arrived', 'answered (409) or closed at once', 'still open 2 s later', HTTP);
+    if (got !== 0 && got !== 409) fail('the POST being read when a second one arrived', '409 or its connection closed', 'HTTP ' + got, HTTP);
+    await s.send(['after the conflicting POSTs']);
+    await s.until(() => s.received >= 1, 'the echo after the conflicting POSTs');
+    s.expectEchoes(['after the conflicting POSTs'], 'after a 409 on a POST');
   }),
   check('Limits', 'lim.payload over POST: a frame of exactly lim.payload UTF-8 bytes is accepted, one byte more gets 413/4413 and ends the session', async (io) => {
     const s = await HttpSession.handshake(io, 'long-polling');

@@ -163,6 +163,24 @@ export function httpCall(scope: Scope, method: string, url: string, init: HttpIn
   });
 }
 
+/**
+ * A request whose body the caller writes (and may never end), on its own connection; resolves with
+ * the status of the answer, or 0 when the connection closed without one.
+ */
+export function httpUnfinished(scope: Scope, method: string, url: string, headers: Record<string, string>): { req: ClientRequest; answered: Promise<number> } {
+  const req = open(method, url, headers);
+  scope.defer(() => req.destroy());
+  const answered = new Promise<number>((resolve) => {
+    req.on('response', (res: IncomingMessage) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.on('close', () => resolve(0));
+  });
+  return { req, answered };
+}
+
 /** A GET whose body is read as it arrives (streams, held polls). */
 export class HttpStream {
   status = 0;
