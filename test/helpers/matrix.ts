@@ -54,6 +54,8 @@ export interface ClientLog {
   reconnecting: Array<{ attempt: number; delay: number; code: number; reason: string; at: number }>;
   opens: number;
   resumes: number;
+  /** Reconnecting episodes: 'reconnecting' events that followed an open session (not a failed attempt). */
+  episodes: number;
   sessionLost: Array<{ unacked: Array<string | ArrayBuffer>; code: number }>;
   closes: Array<{ code: number; reason: string; wasClean: boolean }>;
   /** ms since `watchClient` when the first message arrived, or -1. */
@@ -61,15 +63,27 @@ export interface ClientLog {
 }
 
 export function watchClient(sock: Socket, t0 = performance.now()): ClientLog {
-  const log: ClientLog = { received: [], transports: [], reconnecting: [], opens: 0, resumes: 0, sessionLost: [], closes: [], firstMessageAt: -1 };
+  const log: ClientLog = { received: [], transports: [], reconnecting: [], opens: 0, resumes: 0, episodes: 0, sessionLost: [], closes: [], firstMessageAt: -1 };
   sock.on('message', (d) => {
     if (log.firstMessageAt < 0) log.firstMessageAt = performance.now() - t0;
     log.received.push(d as string);
   });
   sock.on('transport', (n) => log.transports.push(n));
-  sock.on('reconnecting', (i) => log.reconnecting.push({ ...i, at: performance.now() - t0 }));
-  sock.on('open', () => log.opens++);
-  sock.on('resume', () => log.resumes++);
+  // Attempt numbers do not mark episodes: they restart only after a transport stayed open backoffCap.
+  let reconnecting = false;
+  sock.on('reconnecting', (i) => {
+    if (!reconnecting) log.episodes++;
+    reconnecting = true;
+    log.reconnecting.push({ ...i, at: performance.now() - t0 });
+  });
+  sock.on('open', () => {
+    reconnecting = false;
+    log.opens++;
+  });
+  sock.on('resume', () => {
+    reconnecting = false;
+    log.resumes++;
+  });
   sock.on('session-lost', (i) => log.sessionLost.push({ unacked: i.unacked, code: i.code }));
   sock.on('close', (i) => log.closes.push(i));
   return log;
