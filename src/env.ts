@@ -49,6 +49,7 @@ export interface EventSourceLike {
 /** The subset of a page the iframe transport uses. */
 export interface PageLike {
   document: {
+    createElement(tag: 'a'): { href: string; protocol: string; host: string };
     createElement(tag: 'iframe'): {
       src: string;
       style: { display: string };
@@ -115,6 +116,7 @@ export interface XhrLike {
   getResponseHeader(name: string): string | null;
   onreadystatechange: (() => void) | null;
   onprogress?: (() => void) | null;
+  overrideMimeType?(mime: string): void;
   readyState: number;
   status: number;
   responseText: string;
@@ -156,6 +158,8 @@ function xhrRequest(Xhr: new () => XhrLike): HttpRequest {
     const x = new Xhr();
     const finish = once(timeoutMs, done, () => x.abort());
     x.open(method, url);
+    // Frames are UTF-8 whatever charset a server or proxy labels them with.
+    if (x.overrideMimeType) x.overrideMimeType('text/plain; charset=utf-8');
     // text/plain keeps the request "simple": no CORS preflight.
     if (body !== null) x.setRequestHeader('Content-Type', 'text/plain;charset=UTF-8');
     x.onreadystatechange = () => {

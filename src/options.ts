@@ -67,7 +67,7 @@ export interface SocketOptions {
   requestTimeout?: number;
   /** A streaming response whose first frame has not arrived by then is buffered by a proxy: move on, ms. @default 1500 */
   probeTimeout?: number;
-  /** Delay between short polls, ms. @default 1000 */
+  /** Delay between short polls, and the least time between long polls answered empty, ms. @default 1000 */
   pollInterval?: number;
   /** First reconnect window, ms (full jitter: the delay is random within the window). @default 500 */
   backoffBase?: number;

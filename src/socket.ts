@@ -314,7 +314,8 @@ export class Socket extends EventEmitter<SocketEvents> {
       else this._onLinkClosed(link, { code: 1002, reason: 'bad probe answer' });
       return;
     }
-    this._lastHeard = this._env.now();
+    // A sign of life is a frame: an empty batch (a poll answered at once) is not one.
+    if (frames.length) this._lastHeard = this._env.now();
     for (let i = 0; i < frames.length && !link.dead; i++) {
       const f = frames[i];
       if (link !== this._current) {

@@ -14,6 +14,7 @@ export function polling(name: string, short: boolean): Transport['open'] {
       let abort: (() => void) | null = null;
       let wait: unknown;
       const poll = (handshake: boolean): void => {
+        const t0 = env.now();
         abort = env.request!('GET', endpoint(s.url, name, hooks.query(handshake)), null, handshake || short ? s.requestTimeout : s.holdTimeout, (res) => {
           abort = null;
           // 2xx is success (PROTOCOL.md, "HTTP status codes"); a 204 is an empty batch.
@@ -23,7 +24,10 @@ export function polling(name: string, short: boolean): Transport['open'] {
           hooks.data(res.body);
           if (handshake) r.ready();
           if (r.done || abort) return;
-          if (short) wait = env.setTimeout(() => poll(false), s.pollInterval);
+          // Long polling re-polls at once, but polls answered empty (a server that does not hold them,
+          // a proxy that cuts them) start pollInterval apart, not in a tight loop.
+          const gap = short ? s.pollInterval : res.body ? 0 : s.pollInterval - (env.now() - t0);
+          if (gap > 0) wait = env.setTimeout(() => poll(false), gap);
           else poll(false);
         });
       };

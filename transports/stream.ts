@@ -9,6 +9,9 @@ import type { Env } from '../src/env';
 import { farewell, httpClient, httpClose } from './http';
 import { endpoint, type Transport, type TransportSettings } from './types';
 
+/** Characters one stream may carry before the client recycles it (see `data` below). */
+const MAX_STREAM = 4 << 20;
+
 export interface StreamHandlers {
   /** A batch arrived. */
   data(batch: string): void;
@@ -31,6 +34,7 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
         let probe: unknown;
         const start = (handshake: boolean): void => {
           let got = false;
+          let size = 0;
           // Only the handshake is probed: a reopened (recycled) stream may stay quiet, and the
           // heartbeat watches it like any transport.
           if (handshake) probe = env.setTimeout(() => r.fail({ code: 1006, reason: name + ': no frame within ' + s.probeTimeout + ' ms (buffered by a proxy?)' }), s.probeTimeout);
@@ -43,6 +47,13 @@ export function streamTransport(name: string, supported: (env: Env) => boolean, 
                 got = true;
                 hooks.data(b);
                 r.ready();
+                // A server recycles its streams (PROTOCOL.md: after streamLimit, plus a batch at most).
+                // One that never does would grow the page's buffer or the iframe's document without
+                // bound: past 4 MiB the client recycles the stream itself (the next GET's ack says what arrived).
+                if ((size += b.length) > MAX_STREAM && !r.done && stop) {
+                  stop();
+                  start(false);
+                }
               },
               end(status, retryAfter, body) {
                 if (r.done) return;

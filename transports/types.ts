@@ -17,8 +17,8 @@ export interface TransportHooks {
   /** Query string (without "?") for the next request: the handshake when `open` is true. */
   query(open: boolean): string;
   /**
-   * A batch arrived (possibly empty: an empty poll still proves the server is alive), or a binary
-   * message (PROTOCOL.md, "Binary messages") from a transport that carries them.
+   * A batch arrived (possibly empty, which is no sign of life: the heartbeat counts frames), or a
+   * binary message (PROTOCOL.md, "Binary messages") from a transport that carries them.
    */
   data(batch: string | ArrayBuffer): void;
   /** The transport can take a batch now (it had said it could not). */

@@ -267,6 +267,13 @@ describe('defects found by a hostile-server audit, fixed', () => {
     const r = lpRig((m, url) => (m === 'POST' ? noContent : isHs(url) ? ok(open()) : noContent));
     r.clock.advance(3000);
     expect(r.reconnecting).toEqual([]);
+    // Answered empty at once: the polls start pollInterval (1 s) apart, and, no frame coming, the
+    // heartbeat (hb + hto) ends the transport (was: ~500 polls a second, the heartbeat fed by them).
+    const z = lpRig((m, url) => (m === 'POST' ? noContent : isHs(url) ? ok(open({ hb: 2000, hto: 1000 })) : ok('')));
+    z.clock.advance(2900);
+    expect(z.net.calls.filter((c) => c.m === 'GET').length).toBe(4);
+    z.clock.advance(200);
+    expect(z.reconnecting.map((x) => x.code)).toEqual([4408]);
     const e = lpRig((m) => (m === 'POST' ? noContent : ok('')));
     e.clock.advance(10);
     expect(e.reconnecting.map((x) => x.code + ' ' + x.reason)).toEqual(['1002 empty handshake']);

@@ -12,7 +12,12 @@ interface StreamMessage {
 
 const open: StreamOpener = (url, h, env) => {
   const page = env.page!;
-  const origin = (/^https?:\/\/[^/]+/i.exec(url) || [''])[0].toLowerCase();
+  // The endpoint's origin as the browser writes it in `ev.origin` (127.1, default ports, IDN,
+  // case, user@): a link element parses the URL the way the browser does.
+  const a = page.document.createElement('a');
+  a.href = url;
+  // (Old engines keep a default port in `host`; origins never have one.)
+  const origin = (a.protocol + '//' + a.host).replace(a.protocol === 'https:' ? /:443$/ : /:80$/, '');
   const id = Math.floor(env.random() * 0x7fffffff).toString(36) + env.now().toString(36);
   const frame = page.document.createElement('iframe');
   frame.style.display = 'none';
@@ -25,7 +30,7 @@ const open: StreamOpener = (url, h, env) => {
   };
   const onMessage = (ev: { data: unknown; origin: string; source: unknown }): void => {
     const m = ev.data as StreamMessage | null;
-    if (ev.source !== frame.contentWindow || ev.origin.toLowerCase() !== origin || !m || m.cometsocket !== id) return;
+    if (ev.source !== frame.contentWindow || ev.origin !== origin || !m || m.cometsocket !== id) return;
     if (typeof m.b === 'string') h.data(m.b);
     else end(200);
   };

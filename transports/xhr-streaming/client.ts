@@ -35,6 +35,8 @@ const open: StreamOpener = (url, h, env) => {
     }
   };
   x.open('GET', url);
+  // Frames are UTF-8 whatever charset a server or proxy labels them with.
+  if (x.overrideMimeType) x.overrideMimeType('text/plain; charset=utf-8');
   x.send(null);
   return () => {
     x.onreadystatechange = x.onprogress = null;
