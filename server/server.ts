@@ -22,7 +22,10 @@ import type { LinkedConnection, Refusal, ServerLink, ServerTransport, TransportH
 import { webSocketServer } from '../transports/websocket/server';
 
 export interface ServerEvents {
-  /** A new session opened. */
+  /**
+   * A new session opened. A first-visit client races two transports and may open a second
+   * session that it closes at once (1000, 'lost the race'): this is per session, not per person.
+   */
   connection: [conn: Connection];
 }
 
@@ -87,7 +90,7 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     return this.options.pingInterval + this.options.pingTimeout;
   }
 
-  /** Open sessions. */
+  /** Sessions held: open ones and closing ones whose close frame still waits for its client. */
   get clientsCount(): number {
     return this.store.size;
   }
@@ -291,7 +294,10 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
   }
 }
 
-/** Create a reference server: `createServer({ path: '/rt' }).listen(8080)` or `.attach(httpServer)`. */
+/**
+ * Create a reference server: `const rt = createServer({ path: '/rt' }); rt.listen(8080)` (listen returns
+ * the http.Server) or `createServer().attach(httpServer)` (returns the cometsocket server).
+ */
 export function createServer(options: ServerOptions = {}): RtServer {
   return new RtServer(options);
 }

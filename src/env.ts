@@ -5,14 +5,21 @@ import { FETCH } from './build';
  * the same client runs in a browser and in Node. Everything that touches a global lives here.
  */
 
+/**
+ * An event handler property. Declared as a method's type so its parameter is bivariant: the
+ * browser's `WebSocket` (`(ev: Event) => …`) and `ws`'s (`(ev: WebSocket.Event) => …`) both fit
+ * without a cast, as `connect(url, { WebSocket })` in the README promises.
+ */
+type Handler<E> = { h(ev: E): void }['h'] | null;
+
 /** The subset of the WebSocket API the client uses (browser `WebSocket` or the `ws` package). */
 export interface WebSocketLike {
   readonly readyState: number;
   readonly bufferedAmount: number;
-  onopen: ((ev: unknown) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onopen: Handler<unknown>;
+  onmessage: Handler<{ data: unknown }>;
+  onclose: Handler<{ code: number; reason: string }>;
+  onerror: Handler<unknown>;
   /** Set to 'arraybuffer': binary messages must arrive as ArrayBuffers. */
   binaryType?: string;
   send(data: string | Uint8Array): void;
