@@ -76,7 +76,7 @@ export function resolveServerOptions(o: ServerOptions): ResolvedServerOptions {
     maxPayload,
     // A batch holds at least one frame: a larger maxPayload raises the default.
     maxBatch: num('maxBatch', Math.max(2097152, maxPayload), 64),
-    maxSessions: num('maxSessions', 10000, 1),
+    maxSessions: num('maxSessions', 10000, 0), // 0: every handshake is told to come back later
     maxBufferedMessages: num('maxBufferedMessages', 4096, 1),
     maxBufferedBytes: num('maxBufferedBytes', 4194304, 1),
     sessionTimeout: num('sessionTimeout', 60000, 1, MAX_DELAY),

@@ -75,7 +75,7 @@ export interface SocketOptions {
   backoffCap?: number;
   /**
    * Reconnect attempts before giving up with close code 4100. Counted, like the backoff window,
-   * since a transport last stayed open for `backoffCap`. @default Infinity
+   * since a transport last stayed open for twice `backoffBase` (at most `backoffCap`). @default Infinity
    */
   maxAttempts?: number;
   /** Return false to stop reconnecting after this failure. @default always retry retryable codes */

@@ -441,9 +441,10 @@ export class Socket extends EventEmitter<SocketEvents> {
     if (DEBUG && this._race) log(this._o, 'no transport opened: ' + info.reason);
     this._closeAll();
     if (!isRetryable(info.code)) return this._finish(info.code, info.reason, false);
-    // Backoff restarts only after a transport that stayed up for backoffCap: a server that accepts
-    // and drops every session at once gets ever longer waits, not a reconnect every backoffBase.
-    if (this._openedAt && this._env.now() - this._openedAt >= this._o.backoffCap) this._attempt = 0;
+    // Backoff restarts only after a transport that stayed up for twice backoffBase (at most
+    // backoffCap): a server that accepts and drops every session at once gets ever longer waits,
+    // while a link that breaks every few seconds reconnects within backoffBase each time.
+    if (this._openedAt && this._env.now() - this._openedAt >= Math.min(2 * this._o.backoffBase, this._o.backoffCap)) this._attempt = 0;
     this._openedAt = 0;
     const attempt = ++this._attempt;
     if (attempt > this._o.maxAttempts || !this._o.shouldRetry({ code: info.code, reason: info.reason, attempt })) {

@@ -29,7 +29,7 @@ describe('server options', () => {
     [{ pingTimeout: NaN }, /pingTimeout must be a number, not NaN/, TypeError],
     [{ pingTimeout: 0 }, /pingTimeout must be between 1 and/, RangeError],
     [{ sessionTimeout: 2 ** 31 }, /sessionTimeout must be between 1 and 2147483647/, RangeError],
-    [{ maxSessions: -1 }, /maxSessions must be between 1/, RangeError],
+    [{ maxSessions: -1 }, /maxSessions must be between 0/, RangeError],
     [{ ackDelay: -5 }, /ackDelay must be between 0/, RangeError],
     [{ maxPayload: 10 }, /maxPayload must be between 64/, RangeError],
     [{ path: 5 as unknown as string }, /path must be a string/, TypeError],
