@@ -90,10 +90,14 @@ export class Race {
     return this.started < this.count ? this.started++ : -1;
   }
 
-  /** A candidate failed. Returns whether the next one should start now (nothing else is live). */
+  /**
+   * A candidate failed. Returns whether the next one should start now: whenever one is left, even
+   * with others live (one may be a stream a proxy holds silent: waiting out its head start would
+   * cost every first visit behind a buffering proxy that head start).
+   */
   failed(): boolean {
     this.failures++;
-    return this.live() === 0 && this.started < this.count;
+    return this.started < this.count;
   }
 
   /** The head start of the newest candidate is over: start the next one (if any) alongside. */

@@ -435,7 +435,11 @@ describe.sequential('behind proxies (Chromium, script tag)', () => {
     // The negotiation: WebSocket dropped, sse buffered (no frame within probeTimeout), long polling carries the session.
     expect(firstHandshakes(l, 3), why).toEqual(['GET /rt/long-polling?v=1', 'GET /rt/sse?v=1', 'UPGRADE(dropped) /rt/websocket?v=1']);
     expect(l.transport, why).toBe('long-polling');
-    expect(l.first, 'first message: the head start of sse, then long polling').toBeLessThan(HEAD_START + 500);
+    // The WebSocket's failure starts long polling at once, the silent sse still racing (was: after
+    // sse's whole head start, which made every first visit behind this proxy 4.6x slower than
+    // Socket.IO's to its first message; bench/browser).
+    expect(logTime(l, /try long-polling/), 'long polling started when the WebSocket failed; ' + why).toBeLessThan(HEAD_START);
+    expect(l.first, 'first message').toBeLessThan(HEAD_START + 500);
     expect(r.transport).toBe('long-polling');
     expect(r.transports, 'transport events').toEqual(['long-polling']);
     expect(r.state).toBe('open');
@@ -498,7 +502,7 @@ describe.sequential('behind proxies (Chromium, script tag)', () => {
     const expected = mode === 'buffer' ? 'long-polling' : 'sse';
     // dropUpgrades saves only the WebSocket's failure (a few ms on loopback): medians of RUNS pairs.
     const pairs = mode === 'dropUpgrades' ? RUNS : 1;
-    it(`memory, ${mode}: the second load in the same browser starts with ${expected}, what worked the first time${mode === 'buffer' ? ', and gets its first message sooner' : ''}`, async () => {
+    it(`memory, ${mode}: the second load in the same browser starts with ${expected}, what worked the first time`, async () => {
       const e = await behind(mode);
       app(e, { count: 1 });
       const firsts: Load[] = [];
@@ -520,15 +524,11 @@ describe.sequential('behind proxies (Chromium, script tag)', () => {
         expect(two.log.some((m) => m.indexOf('starting with ' + expected + ': it worked here last time') >= 0), why).toBe(true);
         expect(two.transport, why).toBe(expected);
       }
-      const m1 = median(firsts.map((x) => x.first));
-      const m2 = median(seconds.map((x) => x.first));
       console.log(`[proxies] memory, ${mode}: first load ${fmt(firsts.map((x) => x.first))} ms on ${firsts.map((x) => x.transport).join(', ')}; second load ${fmt(seconds.map((x) => x.first))} ms on ${seconds.map((x) => x.transport).join(', ')} (first request ${seconds[0].requests[0]})`);
-      // Only behind the buffering proxy is there time to win: the first visit gives the buffered
-      // stream up after sse's head start. Behind the other two the first visit already starts sse
-      // alongside WebSocket (parallel fallback), so both loads take about the same few ms and a
-      // comparison would be a coin toss on a shared machine: there the first request (above) is
-      // the claim, and the figures are printed.
-      if (mode === 'buffer') expect(m2, 'the head start no longer spent').toBeLessThan(m1 - HEAD_START / 2);
+      // The first visit already starts sse alongside WebSocket (parallel fallback), and behind the
+      // buffering proxy the WebSocket's failure starts long polling at once (the buffer cell checks
+      // it), so both loads take about the same few ms and a comparison would be a coin toss on a
+      // shared machine: the first request (above) is the claim, and the figures are printed.
       expect(e.srv.errors).toEqual([]);
     }, 30000);
   }

@@ -72,15 +72,18 @@ describe('Race', () => {
     expect(r.start()).toBe(1);
   });
 
-  it('a failure while another candidate is live does not start the next', () => {
+  // Was: false while another candidate was live. Behind a buffering proxy the WebSocket upgrade
+  // fails at once while the stream started alongside stays silent, so long polling waited out the
+  // stream's whole head start (first message 275 ms against Socket.IO's 62, bench/browser).
+  it('a failure while another candidate is live starts the next at once too', () => {
     const r = new Race(3);
     r.start();
     expect(r.headStartOver()).toBe(true);
     r.start();
-    expect(r.failed()).toBe(false); // candidate 1 still racing
+    expect(r.failed()).toBe(true); // candidate 1 still racing, candidate 2 starts alongside
     expect(r.live()).toBe(1);
-    expect(r.headStartOver()).toBe(true); // but the head-start timer still starts candidate 2
     expect(r.start()).toBe(2);
+    expect(r.failed()).toBe(false); // nothing left to start
   });
 
   it('headStartOver says whether any candidate is left to start', () => {
@@ -167,7 +170,7 @@ describe('Race', () => {
               const victim = [...live][e.which % live.size];
               live.delete(victim);
               const next = r.failed();
-              expect(next).toBe(live.size === 0 && started.length < count);
+              expect(next).toBe(started.length < count);
               if (next) begin();
             } else if (!e.fail) {
               const next = r.headStartOver();
