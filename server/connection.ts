@@ -52,11 +52,29 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
     req: IncomingMessage,
     private readonly o: ResolvedServerOptions,
     private readonly onGone: (c: Connection) => void,
+    /**
+     * For a session opened by a racing handshake (`w=1`): tells the application about it once its
+     * client keeps it (its first frame other than close, or a resume). Until then it is `pending`:
+     * no events, not in `connections()`, and a race loser's close drops it unseen.
+     */
+    private announce: ((c: Connection) => void) | null = null,
   ) {
     super();
     this.headers = req.headers;
     this.remoteAddress = req.socket.remoteAddress;
     this.session = new Session({ maxMessages: o.maxBufferedMessages, maxBytes: o.maxBufferedBytes }, (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64'));
+  }
+
+  /** True while a racing handshake's session waits for its client to keep it (the application has not seen it). */
+  get pending(): boolean {
+    return this.announce !== null;
+  }
+
+  /** The client keeps this session: announce it (once). */
+  keep(): void {
+    const a = this.announce;
+    this.announce = null;
+    if (a && this.state === 'open') a(this);
   }
 
   /** Name of the transport carrying the session now, or null while the client is away. */
@@ -191,6 +209,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       } catch (e) {
         return this.fail({ status: 400, code: 4400, reason: (e as FrameError).message });
       }
+      if (f.t !== 'c') this.keep();
       if (f.t === 'd') {
         const r = this.session.receive(f);
         if (r === Receipt.Deliver) this.emit('message', bytes || (f.b ? Buffer.from(f.d, 'base64') : f.d));
@@ -301,7 +320,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
       this.gone();
       if (link) link.end(code, reason);
     }
-    this.emit('close', code, reason);
+    // A session the application never saw (a race loser) ends unseen.
+    if (this.announce) this.announce = null;
+    else this.emit('close', code, reason);
   }
 
   private gone(): void {

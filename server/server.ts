@@ -23,8 +23,8 @@ import { webSocketServer } from '../transports/websocket/server';
 
 export interface ServerEvents {
   /**
-   * A new session opened. A first-visit client races two transports and may open a second
-   * session that it closes at once (1000, 'lost the race'): this is per session, not per person.
+   * A new session opened. A session opened by a racing handshake is announced once its client
+   * keeps it: a race loser is never seen (PROTOCOL.md, "Handshake").
    */
   connection: [conn: Connection];
 }
@@ -90,14 +90,14 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
     return this.options.pingInterval + this.options.pingTimeout;
   }
 
-  /** Sessions held: open ones and closing ones whose close frame still waits for its client. */
+  /** Sessions held: open ones, closing ones whose close frame still waits for its client, and racing ones not yet kept. */
   get clientsCount(): number {
     return this.store.size;
   }
 
   /** Every open session. */
   connections(): Connection[] {
-    return Array.from(this.store.values()).filter((c) => c.state === 'open');
+    return Array.from(this.store.values()).filter((c) => c.state === 'open' && !c.pending);
   }
 
   /** Send to every open session; returns how many took it. */
@@ -227,15 +227,21 @@ export class RtServer extends EventEmitter<ServerEvents> implements TransportHub
       if (!conn || conn.state === 'closed' || !sameSecret(conn.token, query.get('tok'))) return { status: 404, code: 4404, reason: 'unknown session' };
       const ack = parseAck(query.get('ack'));
       if (ack < 0) return { status: 400, code: 4400, reason: 'bad ack' };
-      return conn.attach(link, ack, true) || conn;
+      const refused = conn.attach(link, ack, true);
+      if (refused) return refused;
+      conn.keep();
+      return conn;
     }
     if (full) {
       return { status: 503, code: 4429, reason: 'too many sessions', retryAfter: this.options.retryAfter };
     }
-    const conn = new Connection(randomId(), randomId(), req, this.options, (c) => this.store.delete(c.id));
+    // A racing handshake (w=1, PROTOCOL.md "Handshake") is announced when its client keeps it.
+    const announce = (c: Connection): void => void this.emit('connection', c);
+    const racing = query.get('w') === '1';
+    const conn = new Connection(randomId(), randomId(), req, this.options, (c) => this.store.delete(c.id), racing ? announce : null);
     this.store.set(conn.id, conn);
     conn.attach(link, 0, false);
-    this.emit('connection', conn);
+    if (!racing) announce(conn);
     return conn;
   }
 

@@ -174,7 +174,9 @@ export class Socket extends EventEmitter<SocketEvents> {
     const sid = own ? own[0] : this.id;
     const tok = own ? own[1] : this._tok;
     const s = sid ? 'sid=' + encodeURIComponent(sid) + '&tok=' + encodeURIComponent(tok) + '&ack=' + this._session.receivedSeq : '';
-    return open ? 'v=' + PROTOCOL_VERSION + (s ? '&' + s : '') : s;
+    // A new session's handshake may race another (more than one candidate): w=1 asks the server
+    // to announce the session only when this socket keeps it (PROTOCOL.md, "Handshake").
+    return open ? 'v=' + PROTOCOL_VERSION + (s ? '&' + s : this._list.length > 1 ? '&w=1' : '') : s;
   }
 
   // ---- negotiation -------------------------------------------------------------------------
@@ -386,6 +388,8 @@ export class Socket extends EventEmitter<SocketEvents> {
       if (!resumed) this._emit('open');
       else if (was === 'reconnecting') this._emit('resume');
     }
+    // Keep a racing handshake's session: a frame at once (a pong) has the server announce it.
+    if (!resumed && this._list.length > 1) this._pongOwed = true;
     this._drained();
     this._flush();
     // Last: a heartbeat already due (a server announcing hb + hto = 0) ends the link after 'open'.

@@ -629,10 +629,12 @@ describe('(g) slow server', () => {
   });
 
   // A race loser that opened a new session is kept until its open frame arrives, then tells the
-  // server to drop that session ("lost the race"). The open frame is delayed on the client side by
+  // server to drop that session ("lost the race"). The application never sees it: racing
+  // handshakes carry w=1 and the server announces a session only once its client keeps it (was:
+  // 'connection' for both, and what the application sent to the loser was lost). The open frame is delayed on the client side by
   // a wrapper around the `ws` package's WebSocket: msw's interceptor (which wraps jsdom's global
   // WebSocket in this file) drops a message sent just before close(), which a real WebSocket sends.
-  it('websocket+long-polling × websocket open frame 300 ms late, long-polling wins the race → only the winning session stays on the server', async () => {
+  it('websocket+long-polling × websocket open frame 300 ms late, long-polling wins the race → only the winning session stays on the server, and the application saw only that one', async () => {
     srv = await startServer();
     const sl = watchServer(srv);
     const Real = NodeWebSocket as unknown as new (u: string) => WebSocketLike;
@@ -660,10 +662,12 @@ describe('(g) slow server', () => {
     } as unknown as WebSocketConstructor;
     const { sock } = open(srv.url, { upgrade: false, env: { WebSocket: late } });
     await waitFor(() => sock.transport === 'long-polling', 3000, 'long-polling wins');
-    await waitFor(() => sl.conns.length === 2, 3000, 'both candidates reached the server');
+    await waitFor(() => srv!.rt.clientsCount === 2, 3000, 'both candidates reached the server');
     await waitFor(() => srv!.rt.clientsCount === 1, 3000, "the loser's session closed");
     expect(sock.transport).toBe('long-polling');
     expect(srv.rt.connections().map((c) => c.transport)).toEqual(['long-polling']);
+    expect(sl.conns.map((c) => c.transport), "'connection' events").toEqual(['long-polling']);
+    expect(sl.conns[0].state).toBe('open');
   });
 });
 
