@@ -38,10 +38,15 @@ export function poster(
   let busy = false;
   let stopped = false;
   let final: string | null = null;
+  /** Aborts the POST in flight (null when none, or once last() sent the close frame). */
+  let abort: (() => void) | null = null;
   const send = (batch: string): void => {
     busy = true;
-    env.request!('POST', endpoint(s.url, name, hooks.query(false)), batch, s.requestTimeout, (r) => {
+    let answered = false;
+    const a = env.request!('POST', endpoint(s.url, name, hooks.query(false)), batch, s.requestTimeout, (r) => {
+      answered = true;
       busy = false;
+      abort = null;
       if (final !== null) {
         const b = final;
         final = null;
@@ -50,6 +55,7 @@ export function poster(
       else if (r.status >= 200 && r.status < 300) hooks.writable();
       else fail(httpClose(r, 'POST'));
     });
+    if (!answered && !stopped) abort = a;
   };
   return {
     get busy() {
@@ -57,12 +63,18 @@ export function poster(
     },
     send,
     last(batch) {
+      // The close frame goes after whatever is in flight: nothing is aborted from here on.
+      abort = null;
+      stopped = true;
       if (busy) final = batch;
       else send(batch);
-      stopped = true;
     },
     stop() {
       stopped = true;
+      // An abandoned transport (it failed, or the session moved) does not wait for its POST: on a
+      // dead connection it would hold one of the browser's six per host until requestTimeout. Its
+      // frames are unacknowledged, so the next transport writes them again (duplicates are dropped).
+      if (abort) abort(), (abort = null), (busy = false);
     },
   };
 }
