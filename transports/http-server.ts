@@ -92,14 +92,12 @@ export function handlePost(req: IncomingMessage, res: ServerResponse, query: URL
     req.resume();
     return refuse(res, conn);
   }
+  // The client sends one POST at a time: a second one means it gave up on the first (a stalled
+  // or half-open connection, then a resume), so the one still being read is cut (409 / 4409,
+  // Connection: close, its body not read further) and this one is read (PROTOCOL.md "HTTP
+  // transports"). One body per session at a time; sequence numbers catch anything out of step.
   const cut = reading.get(conn);
-  if (cut) {
-    // Like a second GET: the client sends one POST at a time, so the one still being read is
-    // cut (one the network stalled never holds the session) and this one is refused (409 / 4409,
-    // PROTOCOL.md "HTTP transports"); neither body is read further (Connection: close).
-    cut();
-    return refuse(res, { status: 409, code: 4409, reason: 'another POST is being read for this session' });
-  }
+  if (cut) cut();
   // A closing session's deadline runs from its close: a client that keeps POSTing does not extend it.
   if (conn.state === 'open') conn.touch();
   const stop = readBody(req, hub.maxBatch, (body) => {
