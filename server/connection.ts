@@ -41,6 +41,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   private closing: [number, string] = [1000, ''];
   private lastSeen = Date.now();
   private lastPing = Date.now();
+  private readonly born = Date.now();
   private since = 0;
   private ackTimer: ReturnType<typeof setTimeout> | undefined;
   /** Output is scheduled for the end of this task: sends of one task go out as one batch. */
@@ -210,6 +211,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
         return this.fail({ status: 400, code: 4400, reason: (e as FrameError).message });
       }
       if (f.t !== 'c') this.keep();
+      // The application may have closed it in its 'connection' handler: nothing more is delivered.
+      if (this.state !== 'open') break;
       if (f.t === 'd') {
         const r = this.session.receive(f);
         if (r === Receipt.Deliver) this.emit('message', bytes || (f.b ? Buffer.from(f.d, 'base64') : f.d));
@@ -259,6 +262,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Linked
   tick(now: number, sweepEvery = 0): void {
     const o = this.o;
     const link = this.link;
+    // A racing session its client has not kept within hb + hto never will be (a client that keeps
+    // polling but never sends a frame): it ends unseen, its maxSessions slot freed.
+    if (this.announce && now - this.born > o.pingInterval + o.pingTimeout) return this.end(4408, 'never kept', false);
     if (this.state === 'closing') {
       // The close frame could not be written in time (a client that stopped reading): drop it all.
       if (now - this.lastSeen > o.pingInterval + o.pingTimeout) {

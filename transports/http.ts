@@ -25,8 +25,9 @@ export function httpClose(r: HttpResult, what: string): TransportClose {
 }
 
 /**
- * The POST half: sends one batch at a time to `${url}/${name}`. `stop()` stops listening but lets
- * a POST in flight finish: it may carry the last frames (or the close frame) of the session.
+ * The POST half: sends one batch at a time to `${url}/${name}`. `last()` sends the close frame
+ * after whatever is in flight; `stop()` stops listening and aborts a POST in flight (its frames
+ * are unacknowledged: the next transport writes them again).
  */
 export function poster(
   name: string,

@@ -48,6 +48,31 @@ describe('racing handshakes (w=1)', () => {
     expect(order).toEqual(['connection', 'message hello']);
   });
 
+  it("an application that closes it in its 'connection' handler gets no 'message' from the frame that kept it", async () => {
+    const s = await serve({ allowedOrigins: '*' });
+    const events: string[] = [];
+    s.rt.on('connection', (c) => {
+      c.on('message', (d) => events.push('message ' + String(d)));
+      c.on('close', (code) => events.push('close ' + code));
+      events.push('connection');
+      c.close(4000, 'not allowed');
+    });
+    const a = await racing(s.url);
+    await http('POST', a.post, { body: '{"t":"d","s":1,"d":"hello"}\n{"t":"d","s":2,"d":"again"}' });
+    expect(events).toEqual(['connection', 'close 4000']);
+  });
+
+  it('one whose client keeps polling but never sends a frame is dropped unseen after hb + hto', async () => {
+    const s = await serve({ allowedOrigins: '*', pingInterval: 200, pingTimeout: 200, pollTimeout: 100, sessionTimeout: 60000 });
+    const seen: string[] = [];
+    s.rt.on('connection', (c) => seen.push(c.id));
+    const a = await racing(s.url);
+    const until = Date.now() + 3000;
+    while (s.rt.clientsCount > 0 && Date.now() < until) await http('GET', a.get + '&ack=0', { timeout: 2000 }).catch(() => undefined);
+    expect(s.rt.clientsCount).toBe(0);
+    expect(seen).toEqual([]);
+  });
+
   it('a race loser closed by its client (1000 "lost the race") is dropped without any event', async () => {
     const s = await serve({ allowedOrigins: '*' });
     const events: string[] = [];
